@@ -1,0 +1,250 @@
+import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { TLSSocket, type DetailedPeerCertificate, type PeerCertificate } from 'node:tls';
+import { ConnReleasedError } from './errors.js';
+import type { PooledSocket } from './idle.js';
+
+type WriteCallback = (error?: Error | null) => void;
+
+const OUT = 0;
+const PUT = 1;
+const CLOSED = 2;
+
+/**
+ * A pooled network connection: a `Duplex` over a socket the pool owns, which
+ * also offers what Go's `net.Conn` does (addresses, timeouts) and, over TLS,
+ * the peer's certificate and ALPN protocol.
+ *
+ * Reads and writes go straight to the socket, with backpressure. When done,
+ * `put()` it (the socket goes back to the idle list if it is clean) or
+ * `close()` it (after a protocol error, so a connection in an unknown state is
+ * never reused). Leaving an `await using` block puts it; disposing after
+ * `put()` or `close()` does nothing. Breaking out of `for await` over it does
+ * not close the socket: `put()` decides.
+ *
+ * @example
+ * ```ts
+ * await using conn = await res.get(AbortSignal.timeout(2_000));
+ * try {
+ *   conn.write(request);
+ *   for await (const chunk of conn) { if (done(chunk)) break; }
+ * } catch (error) {
+ *   await conn.close();
+ *   throw error;
+ * }
+ * ```
+ */
+export class PooledConn extends Duplex {
+  readonly #pooled: PooledSocket;
+  readonly #socket: Socket;
+  /** Whether the user has let go: put(), close(), or neither yet. */
+  #state: typeof OUT | typeof PUT | typeof CLOSED = OUT;
+  /** Still owns the socket's slot: until put(), close(), destroy() or a socket error. */
+  #isHolding = true;
+  #hasTimeout = false;
+  #closing: Promise<void> | undefined = undefined;
+
+  /** @internal Connections come from `ConnResource#get()`. */
+  constructor(pooled: PooledSocket, owner: object) {
+    super();
+    this.#pooled = pooled;
+    this.#socket = pooled.socket;
+    pooled.lend(this, owner);
+  }
+
+  /** True until `put()` or `close()`: the connection still belongs to its caller. */
+  get isOut(): boolean {
+    return this.#state === OUT;
+  }
+
+  /**
+   * Releases the connection: the socket goes back to the idle list if it is
+   * clean (nothing unread or unsent, not ended, no error), else it is closed.
+   * Does nothing after `close()`.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` if already put.
+   */
+  put(): void {
+    if (this.#state !== OUT) {
+      if (this.#state === PUT) throw new ConnReleasedError('put() called twice on the same connection');
+      return;
+    }
+    this.#state = PUT;
+    // A 'data' listener's pending flow must not call read() once released.
+    if (this.readableFlowing === true) this.pause();
+    if (!this.#isHolding) return;
+    this.#isHolding = false;
+    if (this.#hasTimeout) this.#socket.setTimeout(0);
+    this.#pooled.reclaim(this.readableLength === 0 && this.writableLength === 0 && !this.writableEnded && !this.errored);
+  }
+
+  /**
+   * Closes the socket now. Resolves once its file descriptor is closed and
+   * its slot is free. Does nothing after `put()`.
+   */
+  close(): Promise<void> {
+    if (this.#state === OUT) {
+      this.#state = CLOSED;
+      this.destroy();
+    }
+    return this.#closing ?? Promise.resolve();
+  }
+
+  /** Calls `put()` unless the connection was already put or closed. */
+  [Symbol.dispose](): void {
+    if (this.#state === OUT) this.put();
+  }
+
+  /** Calls `put()` unless the connection was already put or closed. */
+  override [Symbol.asyncDispose](): Promise<void> {
+    if (this.#state === OUT) this.put();
+    return Promise.resolve();
+  }
+
+  /**
+   * Iterates over the chunks read. Leaving the loop early keeps the
+   * connection open; `put()` then decides whether it can be reused.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
+   */
+  override [Symbol.asyncIterator](): ReturnType<Duplex['iterator']> {
+    this.#assertOut();
+    return this.iterator({ destroyOnReturn: false });
+  }
+
+  /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
+  override read(size?: number): Buffer | null {
+    // Readable's own bookkeeping calls read(0); only a real read is a use.
+    if (size !== 0) this.#assertOut();
+    return super.read(size) as Buffer | null;
+  }
+
+  /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
+  override write(chunk: unknown, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+    this.#assertOut();
+    return super.write(chunk, encoding as BufferEncoding, callback);
+  }
+
+  /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
+  override end(chunk?: unknown, encoding?: BufferEncoding | (() => void), callback?: () => void): this {
+    this.#assertOut();
+    return super.end(chunk, encoding as BufferEncoding, callback);
+  }
+
+  /** The local IP address. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get localAddress(): string | undefined {
+    return this.#live().localAddress;
+  }
+
+  /** The local port. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get localPort(): number | undefined {
+    return this.#live().localPort;
+  }
+
+  /** The peer's IP address. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get remoteAddress(): string | undefined {
+    return this.#live().remoteAddress;
+  }
+
+  /** The peer's port. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get remotePort(): number | undefined {
+    return this.#live().remotePort;
+  }
+
+  /** `'IPv4'` or `'IPv6'`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get remoteFamily(): string | undefined {
+    return this.#live().remoteFamily;
+  }
+
+  /** Whether the socket is TLS. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get encrypted(): boolean {
+    return this.#live() instanceof TLSSocket;
+  }
+
+  /**
+   * Whether the peer's certificate was verified against the trusted CAs;
+   * false for plain TCP. @throws {ConnReleasedError} after `put()` or `close()`.
+   */
+  get authorized(): boolean {
+    const socket = this.#live();
+    return socket instanceof TLSSocket && socket.authorized;
+  }
+
+  /**
+   * The protocol chosen by ALPN: a string, `false` if none was, `null` for
+   * plain TCP. @throws {ConnReleasedError} after `put()` or `close()`.
+   */
+  get alpnProtocol(): string | false | null {
+    const socket = this.#live();
+    return socket instanceof TLSSocket ? socket.alpnProtocol ?? false : null;
+  }
+
+  /**
+   * The peer's certificate; `undefined` for plain TCP.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
+   */
+  getPeerCertificate(detailed?: boolean): PeerCertificate | DetailedPeerCertificate | undefined {
+    const socket = this.#live();
+    return socket instanceof TLSSocket ? socket.getPeerCertificate(detailed as true) : undefined;
+  }
+
+  /**
+   * Emits `'timeout'` after `ms` of inactivity, as `net.Socket#setTimeout`
+   * does; 0 turns it off. The timeout is cleared at `put()`.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
+   */
+  setTimeout(ms: number, callback?: () => void): this {
+    this.#live().setTimeout(ms);
+    this.#hasTimeout = ms > 0;
+    if (callback !== undefined) this.once('timeout', callback);
+    return this;
+  }
+
+  /** Sets `TCP_NODELAY`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  setNoDelay(noDelay = true): this {
+    this.#live().setNoDelay(noDelay);
+    return this;
+  }
+
+  /** Sets `SO_KEEPALIVE`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  setKeepAlive(enable = false, initialDelayMs = 0): this {
+    this.#live().setKeepAlive(enable, initialDelayMs);
+    return this;
+  }
+
+  override _read(): void {
+    if (this.#isHolding && this.#socket.isPaused()) this.#socket.resume();
+  }
+
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: WriteCallback): void {
+    this.#socket.write(chunk, encoding, callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, callback: WriteCallback): void {
+    const socket = this.#socket;
+    const last = chunks.length - 1;
+    socket.cork();
+    for (let i = 0; i < last; i++) socket.write(chunks[i]!.chunk);
+    socket.write(chunks[last]!.chunk, callback);
+    socket.uncork();
+  }
+
+  override _final(callback: WriteCallback): void {
+    this.#socket.end(callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.#isHolding) {
+      this.#isHolding = false;
+      this.#closing = this.#pooled.retire();
+    }
+    callback(error);
+  }
+
+  #assertOut(): void {
+    if (this.#state !== OUT) throw new ConnReleasedError();
+  }
+
+  #live(): Socket {
+    if (this.#state !== OUT) throw new ConnReleasedError();
+    return this.#socket;
+  }
+}

@@ -1,0 +1,103 @@
+import { connect, type Socket, type TcpSocketConnectOpts } from 'node:net';
+import { parseAddress, type Endpoint } from '../address.js';
+
+/**
+ * Opens connections for the pool. A dialer is any object of this shape: the
+ * built-in {@link netDialer} and {@link tlsDialer}, or your own (a TLS dialer
+ * with a private CA, a proxy tunnel, ...).
+ *
+ * Idle connections are kept per (network, address, `key`): a connection one
+ * dialer made is never handed to a caller that asked for another.
+ */
+export interface Dialer {
+  /** Which idle connections this dialer's callers may share. */
+  readonly key: string;
+  /**
+   * Connects to `address` on `network`; resolves once the socket is ready for
+   * use (connected, handshake done). Must give up, destroying what it opened,
+   * when `signal` aborts.
+   */
+  dial(network: string, address: string, signal: AbortSignal): Promise<Socket>;
+}
+
+/** Options of {@link netDialer}: socket options plus a connect timeout. */
+export interface NetDialerOptions
+  extends Omit<TcpSocketConnectOpts, 'host' | 'port' | 'family' | 'timeout' | 'signal'> {
+  /** Gives up a connect not done after this many ms, with `ETIMEDOUT`; 0 or less: the OS's own. @default 0 */
+  timeout?: number;
+  /** `TCP_NODELAY`, on by default as in Go. @default true */
+  noDelay?: boolean;
+  /** `SO_KEEPALIVE`, on by default as in Go. @default true */
+  keepAlive?: boolean;
+  /** @default 15000 */
+  keepAliveInitialDelay?: number;
+}
+
+/** The key every plain TCP (and unix socket) dialer shares. */
+export const NET_DIALER_KEY = 'net';
+
+/**
+ * The built-in plain TCP / unix socket dialer.
+ *
+ * @example
+ * ```ts
+ * const conn = await res.get(signal, netDialer({ timeout: 2_000 }));
+ * ```
+ */
+export function netDialer(options: NetDialerOptions = {}): Dialer {
+  const { timeout = 0, noDelay = true, keepAlive = true, keepAliveInitialDelay = 15_000, ...socketOptions } = options;
+  return {
+    key: NET_DIALER_KEY,
+    dial(network, address, signal) {
+      const endpoint = parseAddress(network, address);
+      const socket = connect({ ...socketOptions, ...connectTarget(endpoint), noDelay, keepAlive, keepAliveInitialDelay });
+      return whenReady(socket, 'connect', timeout, address, signal);
+    },
+  };
+}
+
+/** What `net.connect()` and `tls.connect()` need to reach `endpoint`. */
+export function connectTarget(endpoint: Endpoint): { host: string; port: number; family: number } | { path: string } {
+  return 'path' in endpoint ? { path: endpoint.path } : endpoint;
+}
+
+/**
+ * Resolves with `socket` once it emits `readyEvent`; destroys it and rejects
+ * on error, on `ETIMEDOUT` after `timeout` ms (if > 0), or with the signal's
+ * reason when `signal` aborts.
+ */
+export function whenReady(
+  socket: Socket,
+  readyEvent: 'connect' | 'secureConnect',
+  timeout: number,
+  address: string,
+  signal: AbortSignal,
+): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const fail = (error: unknown): void => {
+      cleanup();
+      socket.destroy();
+      reject(error);
+    };
+    const onError = (error: Error): void => fail(error);
+    const onAbort = (): void => fail(signal.reason);
+    const onTimeout = (): void => fail(timedOut(address));
+    const onReady = (): void => {
+      cleanup();
+      resolve(socket);
+    };
+    const cleanup = (): void => {
+      socket.off('error', onError).off(readyEvent, onReady).off('timeout', onTimeout);
+      signal.removeEventListener('abort', onAbort);
+      if (timeout > 0) socket.setTimeout(0);
+    };
+    if (signal.aborted) return fail(signal.reason);
+    socket.once('error', onError).once(readyEvent, onReady);
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (timeout > 0) socket.setTimeout(timeout, onTimeout);
+  });
+}
+
+function timedOut(address: string): Error {
+  return Object.assign(new Error(`connect ETIMEDOUT ${address}`), { code: 'ETIMEDOUT', syscall: 'connect', address });
+}

@@ -1,0 +1,69 @@
+/**
+ * The base class of every error connpool raises itself. Errors from dialers
+ * (`ECONNREFUSED`, `ETIMEDOUT`, TLS failures, ...) are passed through as Node
+ * raised them and are not instances of this class.
+ */
+export abstract class ConnpoolError extends Error {
+  /** A stable, machine-readable code; messages may change, codes do not. */
+  abstract readonly code: string;
+}
+
+/**
+ * No slot became free before the caller's `AbortSignal` aborted.
+ * `cause` is the signal's reason.
+ */
+export class ResourceLimitExceededError extends ConnpoolError {
+  override readonly name = 'ResourceLimitExceededError';
+  readonly code = 'ERR_RESOURCE_LIMIT_EXCEEDED';
+  constructor(options?: ErrorOptions) {
+    super('resource limit exceeded: no connection slot became free before the signal aborted', options);
+  }
+}
+
+/** `get()` was called on a handle whose connection is still out. */
+export class ConnInUseError extends ConnpoolError {
+  override readonly name = 'ConnInUseError';
+  readonly code = 'ERR_CONN_IN_USE';
+  constructor(message = 'connection is already in use: put() or close() it before calling get() again') {
+    super(message);
+  }
+}
+
+/** A connection (or resource) was used after `put()` or `close()`, or put twice. */
+export class ConnReleasedError extends ConnpoolError {
+  override readonly name = 'ConnReleasedError';
+  readonly code = 'ERR_CONN_RELEASED';
+  constructor(message = 'connection was already released with put() or close()') {
+    super(message);
+  }
+}
+
+/** The address given to `New()` is not valid for its network. */
+export class InvalidAddressError extends ConnpoolError {
+  override readonly name = 'InvalidAddressError';
+  readonly code = 'ERR_INVALID_ADDRESS';
+}
+
+/** The network given to `New()` is not one of `tcp`, `tcp4`, `tcp6`, `unix`. */
+export class UnknownNetworkError extends ConnpoolError {
+  override readonly name = 'UnknownNetworkError';
+  readonly code = 'ERR_UNKNOWN_NETWORK';
+}
+
+/** The pool was closed: no connection can be had from it any more. */
+export class PoolClosedError extends ConnpoolError {
+  override readonly name = 'PoolClosedError';
+  readonly code = 'ERR_POOL_CLOSED';
+  constructor(message = 'the resource pool is closed') {
+    super(message);
+  }
+}
+
+/** The pool's wait queue is full (`maxWaiting`): the caller was shed at once. */
+export class QueueFullError extends ConnpoolError {
+  override readonly name = 'QueueFullError';
+  readonly code = 'ERR_QUEUE_FULL';
+  constructor(message = 'too many callers are already waiting for a connection slot') {
+    super(message);
+  }
+}

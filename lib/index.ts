@@ -1,0 +1,24 @@
+export { New, ConnResource, type ConnResourceOptions } from './resource.js';
+export { PooledConn } from './conn.js';
+export {
+  getResourcePool,
+  ResourcePool,
+  Resource,
+  type AllocateReleaser,
+  type PoolStats,
+  type ResourcePoolOptions,
+} from './pool.js';
+export { connectionLimit } from './limits.js';
+export type { Network } from './address.js';
+export { netDialer, type Dialer, type NetDialerOptions } from './dialers/net.js';
+export { tlsDialer, type TlsDialerOptions } from './dialers/tls.js';
+export {
+  ConnpoolError,
+  ConnInUseError,
+  ConnReleasedError,
+  InvalidAddressError,
+  PoolClosedError,
+  QueueFullError,
+  ResourceLimitExceededError,
+  UnknownNetworkError,
+} from './errors.js';

@@ -1,0 +1,253 @@
+import { Socket } from 'node:net';
+import { onAbort } from './abort.js';
+import { describe, parseAddress, type Network } from './address.js';
+import { PooledConn } from './conn.js';
+import { netDialer, NET_DIALER_KEY, type Dialer } from './dialers/net.js';
+import { ConnInUseError } from './errors.js';
+import { IdleIndex, PooledSocket, type IdleStack } from './idle.js';
+import { getResourcePool, ResourcePool, type Claimant } from './pool.js';
+
+/** Options of {@link New}. */
+export interface ConnResourceOptions {
+  /** The pool whose slots the connection takes. @default getResourcePool() */
+  pool?: ResourcePool;
+}
+
+const defaultDialer = netDialer();
+/** Each pool's idle sockets, kept beside the pool so the pool itself knows nothing of sockets. */
+const indexes = new WeakMap<ResourcePool, IdleIndex>();
+
+/**
+ * A handle for one connection to one address: the seed's `ConnResource`.
+ * Make one with {@link New} for each address you talk to; `get()` a
+ * connection from it, use it, `put()` it back.
+ */
+export class ConnResource {
+  /** The network given to {@link New}. */
+  readonly network: Network;
+  /** The address given to {@link New}. */
+  readonly address: string;
+  readonly #pool: ResourcePool;
+  readonly #index: IdleIndex;
+  readonly #claimant: Claimant;
+  /** The dialer of the current or last get(), and its idle key. */
+  #dialer: Dialer = defaultDialer;
+  #key: string;
+  #timeoutDialer: Dialer | undefined = undefined;
+  #timeout = 0;
+  /** The connection handed out last; out until it is put or closed. */
+  #conn: PooledConn | undefined = undefined;
+  /** The socket this handle used last, which it prefers (E4). */
+  #own: PooledSocket | undefined = undefined;
+  #isGetting = false;
+  #isCloseScheduled = false;
+
+  /** Use {@link New}. */
+  constructor(network: Network, address: string, options: ConnResourceOptions = {}) {
+    parseAddress(network, address);
+    const pool = options.pool ?? getResourcePool();
+    if (!(pool instanceof ResourcePool)) throw new TypeError(`options.pool must be a ResourcePool, received ${describe(pool)}`);
+    this.network = network;
+    this.address = address;
+    this.#pool = pool;
+    let index = indexes.get(pool);
+    if (index === undefined) indexes.set(pool, (index = new IdleIndex()));
+    this.#index = index;
+    this.#key = `${network}|${address}|${NET_DIALER_KEY}`;
+    this.#claimant = { reuse: () => this.#reuse() };
+  }
+
+  /**
+   * Gets a connection: waits (in turn) for a slot, then hands out an idle
+   * connection to this address, or dials a new one.
+   *
+   * @param signal gives up the wait when it aborts (`ERR_RESOURCE_LIMIT_EXCEEDED`);
+   *   an abort during the dial rejects at once with its reason. No signal: wait
+   *   as long as it takes. `AbortSignal.abort()` gets a connection only if no
+   *   wait is needed.
+   * @param dialerOrTimeout a {@link Dialer}, or the connect timeout in ms of the
+   *   built-in TCP dialer (0 or less: the OS's own).
+   * @throws {ConnInUseError} `ERR_CONN_IN_USE` if this handle's connection is still out.
+   * @throws {ResourceLimitExceededError} `ERR_RESOURCE_LIMIT_EXCEEDED` if `signal` aborts while waiting.
+   * Dial errors (`ECONNREFUSED`, `ETIMEDOUT`, TLS errors, ...) pass through; the slot is freed.
+   */
+  async get(signal?: AbortSignal, dialerOrTimeout?: Dialer | number): Promise<PooledConn> {
+    if (this.#isGetting || this.#conn?.isOut) throw new ConnInUseError();
+    this.#useDialer(dialerOrTimeout);
+    this.#isGetting = true;
+    try {
+      let claim = this.#pool.acquire(signal, this.#claimant);
+      if (claim instanceof Promise) claim = await claim;
+      const pooled = claim === null ? await this.#dial(signal) : (claim as PooledSocket);
+      if (this.#isCloseScheduled) {
+        this.#isCloseScheduled = false;
+        pooled.isDoomed = true;
+      }
+      this.#own = pooled;
+      return (this.#conn = new PooledConn(pooled, this));
+    } finally {
+      this.#isGetting = false;
+    }
+  }
+
+  /** The seed's name for {@link get} with a dialer. */
+  getWithDialer(signal: AbortSignal | undefined, dialer: Dialer): Promise<PooledConn> {
+    return this.get(signal, dialer);
+  }
+
+  /**
+   * Closes this handle's connection now if it is idle, or when it is next
+   * put if it is in use (or being got).
+   */
+  scheduleClose(): void {
+    const own = this.#own;
+    if (this.#isGetting) this.#isCloseScheduled = true;
+    else if (own === undefined || own.owner !== this) return;
+    else if (own.isIdle) void this.#pool.dispose(own, true);
+    else if (this.#conn?.isOut) own.isDoomed = true;
+  }
+
+  #useDialer(dialerOrTimeout: Dialer | number | undefined): void {
+    let dialer: Dialer;
+    if (dialerOrTimeout === undefined) dialer = defaultDialer;
+    else if (typeof dialerOrTimeout === 'number') dialer = this.#dialerWithTimeout(dialerOrTimeout);
+    else if (typeof dialerOrTimeout?.dial === 'function' && typeof dialerOrTimeout.key === 'string') dialer = dialerOrTimeout;
+    else throw new TypeError(`expected a Dialer or a timeout in ms, received ${describe(dialerOrTimeout)}`);
+    if (dialer.key !== this.#dialer.key) this.#key = `${this.network}|${this.address}|${dialer.key}`;
+    this.#dialer = dialer;
+  }
+
+  #dialerWithTimeout(timeout: number): Dialer {
+    if (timeout <= 0 || Number.isNaN(timeout)) return defaultDialer;
+    if (this.#timeoutDialer === undefined || this.#timeout !== timeout) {
+      this.#timeoutDialer = netDialer({ timeout });
+      this.#timeout = timeout;
+    }
+    return this.#timeoutDialer;
+  }
+
+  #reuse(): PooledSocket | undefined {
+    const own = this.#own;
+    if (own !== undefined && own.isIdle && own.stack.key === this.#key) {
+      own.unidle();
+      return own;
+    }
+    return this.#index.take(this.#key);
+  }
+
+  /**
+   * Dials into the fresh slot the pool gave. If the caller's signal aborts
+   * first, get() rejects at once; the dial goes on as an orphan that joins the
+   * idle list if it is the only one for its key, so that deadlines shorter
+   * than a dial still get connections made (pgx#1287), and is destroyed
+   * otherwise, so a black-holed address costs at most one extra slot (E3).
+   */
+  async #dial(signal: AbortSignal | undefined): Promise<PooledSocket> {
+    const controller = new AbortController();
+    const dialing = startDial(this.#dialer, this.network, this.address, controller.signal);
+    const socket = await (signal === undefined ? dialing : this.#raceAbort(dialing, signal, controller)).catch(
+      (error: unknown) => {
+        if (error !== orphaned) this.#pool.vacate();
+        throw error === orphaned ? signal!.reason : error;
+      },
+    );
+    return new PooledSocket(socket, this.#index.stack(this.#key), this.#pool);
+  }
+
+  /** Settles with the dial, or rejects with `orphaned` once it is handed to #orphan. */
+  #raceAbort(dialing: Promise<Socket>, signal: AbortSignal, controller: AbortController): Promise<Socket> {
+    return new Promise<Socket>((resolve, reject) => {
+      let listening: Disposable | undefined;
+      const abandon = (): void => {
+        listening?.[Symbol.dispose]();
+        reject(orphaned);
+        this.#orphan(dialing, controller, signal.reason);
+      };
+      if (signal.aborted) return abandon();
+      listening = onAbort(signal, abandon);
+      dialing.then(
+        (socket) => {
+          listening?.[Symbol.dispose]();
+          resolve(socket);
+        },
+        (error: unknown) => {
+          listening?.[Symbol.dispose]();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** Takes over a dial its caller gave up on (see #dial). */
+  #orphan(dialing: Promise<Socket>, controller: AbortController, reason: unknown): void {
+    const pool = this.#pool;
+    const stack = this.#index.stack(this.#key);
+    if (stack.orphans > 0) {
+      controller.abort(reason);
+      dialing.then(
+        (socket) => closeThen(socket, () => pool.vacate()),
+        () => pool.vacate(),
+      );
+      return;
+    }
+    stack.orphans++;
+    stack.hold();
+    dialing.then(
+      (socket) => {
+        const pooled = new PooledSocket(socket, stack, pool);
+        stack.orphans--;
+        stack.unhold();
+        pooled.reclaim(true);
+      },
+      () => {
+        stack.orphans--;
+        stack.unhold();
+        pool.vacate();
+      },
+    );
+  }
+}
+
+/**
+ * Makes a handle for a connection to `address` on `network`. Opens nothing:
+ * `get()` does.
+ *
+ * @param network `'tcp'`, `'tcp4'`, `'tcp6'` or `'unix'`.
+ * @param address `host:port` (`[v6addr]:port` for IPv6), or a socket path for `'unix'`.
+ * @throws {UnknownNetworkError} `ERR_UNKNOWN_NETWORK` for another network.
+ * @throws {InvalidAddressError} `ERR_INVALID_ADDRESS` for an address the network cannot dial.
+ *
+ * @example
+ * ```ts
+ * const res = New('tcp', 'db.internal:5432');
+ * await using conn = await res.get(AbortSignal.timeout(2_000));
+ * ```
+ */
+export function New(network: Network, address: string, options?: ConnResourceOptions): ConnResource {
+  return new ConnResource(network, address, options);
+}
+
+/** The rejection of a dial its caller abandoned: the orphan owns the slot now. */
+const orphaned = Symbol('orphaned');
+
+/** Calls the dialer, turning a synchronous throw or a non-socket result into a rejection. */
+async function startDial(dialer: Dialer, network: string, address: string, signal: AbortSignal): Promise<Socket> {
+  const socket: unknown = await dialer.dial(network, address, signal);
+  if (!(socket instanceof Socket)) {
+    throw Object.assign(new TypeError(`dialer ${JSON.stringify(dialer.key)} resolved ${describe(socket)}, not a net.Socket`), {
+      code: 'ERR_INVALID_RETURN_VALUE',
+    });
+  }
+  if (socket.destroyed) {
+    throw Object.assign(new Error(`dialer ${JSON.stringify(dialer.key)} resolved a socket that is already closed`), {
+      code: 'ERR_SOCKET_CLOSED',
+    });
+  }
+  return socket;
+}
+
+function closeThen(socket: Socket, then: () => void): void {
+  if (socket.closed) return then();
+  socket.once('close', then);
+  socket.destroy();
+}
