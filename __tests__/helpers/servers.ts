@@ -1,0 +1,150 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+
+/** A server on 127.0.0.1 with its accepted sockets at hand. */
+export interface TestServer {
+  readonly address: string;
+  readonly port: number;
+  readonly sockets: Set<net.Socket>;
+  /** Connections accepted so far. */
+  accepted: number;
+  close(): Promise<void>;
+}
+
+type Handler = (socket: net.Socket) => void;
+
+const echo: Handler = (socket) => socket.pipe(socket);
+
+async function track(server: net.Server, handler: Handler): Promise<TestServer> {
+  const sockets = new Set<net.Socket>();
+  const state: TestServer = {
+    address: '',
+    port: 0,
+    sockets,
+    accepted: 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: net.Socket) => {
+    state.accepted++;
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+    handler(socket);
+  });
+  server.on('tlsClientError', () => {});
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return Object.assign(state, { port, address: `127.0.0.1:${port}` });
+}
+
+/** A TCP server on 127.0.0.1, port 0; echoes unless given a handler. */
+export function startServer(handler: Handler = echo): Promise<TestServer> {
+  return track(net.createServer(), handler);
+}
+
+/** A TLS server on 127.0.0.1 with a certificate signed by `certs.ca`. */
+export function startTlsServer(certs: Certs, handler: Handler = echo, options: tls.TlsOptions = {}): Promise<TestServer> {
+  return track(tls.createServer({ key: certs.key, cert: certs.cert, ...options }), handler);
+}
+
+/** An address on which nothing listens: listen, note the port, close. */
+export async function refusedAddress(): Promise<string> {
+  const server = await startServer();
+  await server.close();
+  return server.address;
+}
+
+export interface Certs {
+  ca: Buffer;
+  key: Buffer;
+  cert: Buffer;
+}
+
+/** A private CA and a server certificate for localhost and 127.0.0.1, made with openssl. */
+export function makeCerts(): Certs {
+  const dir = mkdtempSync(join(tmpdir(), 'connpool-certs-'));
+  const run = (...args: string[]): void => {
+    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  };
+  try {
+    run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+      '-subj', '/CN=connpool test CA', '-keyout', 'ca.key', '-out', 'ca.pem');
+    run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr');
+    writeFileSync(join(dir, 'san.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+    run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
+      '-extfile', 'san.cnf', '-out', 'server.pem');
+    return {
+      ca: readFileSync(join(dir, 'ca.pem')),
+      key: readFileSync(join(dir, 'server.key')),
+      cert: readFileSync(join(dir, 'server.pem')),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Socket file descriptors this process has open now (Linux). */
+export function openSocketFds(): number {
+  let count = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')) count++;
+    } catch {
+      // closed while we looked
+    }
+  }
+  return count;
+}
+
+/** An echo server in a child process, so that its sockets are not this process's fds. */
+export async function startChildServer(): Promise<{ address: string; child: ChildProcess; close(): Promise<void> }> {
+  const child = spawn(process.execPath, ['-e', CHILD_ECHO], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout!.once('data', (data: Buffer) => resolve(Number(String(data).trim())));
+  });
+  return {
+    address: `127.0.0.1:${port}`,
+    child,
+    close: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill();
+      }),
+  };
+}
+
+const CHILD_ECHO = `
+const net = require('node:net');
+const server = net.createServer((s) => { s.on('error', () => {}); s.pipe(s); });
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+`;
+
+/** Resolves when `predicate` holds, checking after each turn of the event loop. */
+export async function until(predicate: () => boolean, what = 'condition'): Promise<void> {
+  for (let turn = 0; turn < 100_000; turn++) {
+    if (predicate()) return;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+/** Writes `text` and reads until as many bytes came back. */
+export async function roundTrip(conn: NodeJS.ReadableStream & NodeJS.WritableStream, text: string): Promise<string> {
+  conn.write(text);
+  let received = '';
+  for await (const chunk of conn) {
+    received += String(chunk);
+    if (received.length >= text.length) break;
+  }
+  return received;
+}
