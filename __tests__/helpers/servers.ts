@@ -105,15 +105,15 @@ export function openSocketFds(): number {
   return count;
 }
 
-/** An echo server in a child process, so that its sockets are not this process's fds. */
-export async function startChildServer(): Promise<{ address: string; child: ChildProcess; close(): Promise<void> }> {
-  const child = spawn(process.execPath, ['-e', CHILD_ECHO], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
+/** Echo servers on `count` ports in a child process, so that their sockets are not this process's fds. */
+export async function startChildServers(count = 1): Promise<{ addresses: string[]; child: ChildProcess; close(): Promise<void> }> {
+  const child = spawn(process.execPath, ['-e', CHILD_ECHO, String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const ports = await new Promise<number[]>((resolve, reject) => {
     child.once('error', reject);
-    child.stdout!.once('data', (data: Buffer) => resolve(Number(String(data).trim())));
+    child.stdout!.once('data', (data: Buffer) => resolve(String(data).trim().split(',').map(Number)));
   });
   return {
-    address: `127.0.0.1:${port}`,
+    addresses: ports.map((port) => `127.0.0.1:${port}`),
     child,
     close: () =>
       new Promise<void>((resolve) => {
@@ -125,8 +125,15 @@ export async function startChildServer(): Promise<{ address: string; child: Chil
 
 const CHILD_ECHO = `
 const net = require('node:net');
-const server = net.createServer((s) => { s.on('error', () => {}); s.pipe(s); });
-server.listen(0, '127.0.0.1', () => console.log(server.address().port));
+const count = Number(process.argv[1]);
+const ports = [];
+for (let i = 0; i < count; i++) {
+  const server = net.createServer((s) => { s.on('error', () => {}); s.pipe(s); });
+  server.listen(0, '127.0.0.1', () => {
+    ports.push(server.address().port);
+    if (ports.length === count) console.log(ports.join(','));
+  });
+}
 `;
 
 /** Resolves when `predicate` holds, checking after each turn of the event loop. */
