@@ -42,6 +42,7 @@ export class PooledConn extends Duplex {
   /** Still owns the socket's slot: until put(), close(), destroy() or a socket error. */
   #isHolding = true;
   #hasTimeout = false;
+  #pendingWrite: WriteCallback | undefined = undefined;
   #closing: Promise<void> | undefined = undefined;
 
   /** @internal Connections come from `ConnResource#get()`. */
@@ -215,21 +216,36 @@ export class PooledConn extends Duplex {
   }
 
   override _write(chunk: Buffer, encoding: BufferEncoding, callback: WriteCallback): void {
-    this.#socket.write(chunk, encoding, callback);
+    this.#pendingWrite = callback;
+    this.#socket.write(chunk, encoding, this.#afterWrite);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, callback: WriteCallback): void {
     const socket = this.#socket;
     const last = chunks.length - 1;
+    this.#pendingWrite = callback;
     socket.cork();
     for (let i = 0; i < last; i++) socket.write(chunks[i]!.chunk);
-    socket.write(chunks[last]!.chunk, callback);
+    socket.write(chunks[last]!.chunk, this.#afterWrite);
     socket.uncork();
   }
 
   override _final(callback: WriteCallback): void {
-    this.#socket.end(callback);
+    if (!this.#isHolding) return callback();
+    this.#pendingWrite = callback;
+    this.#socket.end(this.#afterWrite);
   }
+
+  /**
+   * Completes the write (or end) in flight: Writable has one at a time. Once the connection has let go of its
+   * socket (put() of an unclean connection closes it), the socket's errors are
+   * no longer this stream's: nobody listens to it any more.
+   */
+  readonly #afterWrite = (error?: Error | null): void => {
+    const callback = this.#pendingWrite!;
+    this.#pendingWrite = undefined;
+    callback(this.#isHolding ? error : null);
+  };
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (this.#isHolding) {
