@@ -112,10 +112,10 @@ export class PooledConn extends Duplex {
   }
 
   /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
-  override read(size?: number): Buffer | null {
+  override read(size?: number): ReturnType<Duplex['read']> {
     // Readable's own bookkeeping calls read(0); only a real read is a use.
     if (size !== 0) this.#assertOut();
-    return super.read(size) as Buffer | null;
+    return super.read(size);
   }
 
   /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFile
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 
 /** A server on 127.0.0.1 with its accepted sockets at hand. */
@@ -146,7 +147,7 @@ export async function until(predicate: () => boolean, what = 'condition'): Promi
 }
 
 /** Writes `text` and reads until as many bytes came back. */
-export async function roundTrip(conn: NodeJS.ReadableStream & NodeJS.WritableStream, text: string): Promise<string> {
+export async function roundTrip(conn: Duplex, text: string): Promise<string> {
   conn.write(text);
   let received = '';
   for await (const chunk of conn) {
