@@ -79,8 +79,11 @@ test('S2: AbortSignal.timeout() works as the signal', async () => {
 test('S2: AbortSignal.abort() gets a connection only if no wait is needed', async () => {
   const pool = new ResourcePool({ max: 1 });
   const res = New('tcp', server.address, { pool });
-  (await res.get()).put();
-  const conn = await res.get(AbortSignal.abort());
+  const dialed = await res.get(AbortSignal.abort()); // a free slot: the dial is not a wait
+  const port = dialed.localPort;
+  dialed.put();
+  const conn = await res.get(AbortSignal.abort()); // an idle connection
+  expect(conn.localPort).toBe(port);
   expect(conn.isOut).toBe(true);
   const other = New('tcp', server.address, { pool });
   await expect(other.get(AbortSignal.abort())).rejects.toMatchObject({ code: 'ERR_RESOURCE_LIMIT_EXCEEDED' });

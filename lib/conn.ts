@@ -6,6 +6,12 @@ import type { PooledSocket } from './idle.js';
 
 type WriteCallback = (error?: Error | null) => void;
 
+/**
+ * Notices connections dropped without put() or close() (E9): the socket holds
+ * its user weakly, so such a connection is collected and its socket reclaimed.
+ */
+const leaks = new FinalizationRegistry<PooledSocket>((pooled) => pooled.reclaimLeak());
+
 const OUT = 0;
 const PUT = 1;
 const CLOSED = 2;
@@ -51,6 +57,7 @@ export class PooledConn extends Duplex {
     this.#pooled = pooled;
     this.#socket = pooled.socket;
     pooled.lend(this, owner);
+    leaks.register(this, pooled, this);
   }
 
   /** True until `put()` or `close()`: the connection still belongs to its caller. */
@@ -70,10 +77,12 @@ export class PooledConn extends Duplex {
       return;
     }
     this.#state = PUT;
+    this.#pooled.isOut = false;
     // A 'data' listener's pending flow must not call read() once released.
     if (this.readableFlowing === true) this.pause();
     if (!this.#isHolding) return;
     this.#isHolding = false;
+    leaks.unregister(this);
     if (this.#hasTimeout) this.#socket.setTimeout(0);
     this.#pooled.reclaim(this.readableLength === 0 && this.writableLength === 0 && !this.writableEnded && !this.errored);
   }
@@ -85,6 +94,7 @@ export class PooledConn extends Duplex {
   close(): Promise<void> {
     if (this.#state === OUT) {
       this.#state = CLOSED;
+      this.#pooled.isOut = false;
       this.destroy();
     }
     return this.#closing ?? Promise.resolve();
@@ -195,6 +205,7 @@ export class PooledConn extends Duplex {
   setTimeout(ms: number, callback?: () => void): this {
     this.#live().setTimeout(ms);
     this.#hasTimeout = ms > 0;
+    if (this.#hasTimeout) this.#pooled.pin(this, true);
     if (callback !== undefined) this.once('timeout', callback);
     return this;
   }
@@ -212,7 +223,10 @@ export class PooledConn extends Duplex {
   }
 
   override _read(): void {
-    if (this.#isHolding && this.#socket.isPaused()) this.#socket.resume();
+    if (!this.#isHolding) return;
+    // Readable also reads ahead on its own; only a waiting consumer pins (E9).
+    if (this.readableFlowing === true || this.listenerCount('readable') > 0) this.#pooled.pin(this);
+    if (this.#socket.isPaused()) this.#socket.resume();
   }
 
   override _write(chunk: Buffer, encoding: BufferEncoding, callback: WriteCallback): void {
@@ -250,6 +264,7 @@ export class PooledConn extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (this.#isHolding) {
       this.#isHolding = false;
+      leaks.unregister(this);
       this.#closing = this.#pooled.retire();
     }
     callback(error);

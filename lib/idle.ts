@@ -77,15 +77,28 @@ export class IdleIndex {
  * listener keeps such errors from crashing the process.
  */
 export class PooledSocket extends Seat {
-  /** The connection the socket is lent to; undefined while idle or closing. */
-  user: Duplex | undefined = undefined;
   /** The handle that last took the socket, which prefers it (E4). */
   owner: object | undefined = undefined;
+  /** Lent and not yet put or closed by its user (who may hold it after an error closed the socket). */
+  isOut = false;
   isIdle = false;
   /** Close instead of idling at the next put() (scheduleClose). */
   isDoomed = false;
+  /** Where the current user got the socket, when leak tracing is on (E9). */
+  trace: Error | undefined = undefined;
   above: PooledSocket | undefined = undefined;
   below: PooledSocket | undefined = undefined;
+  /**
+   * The connection the socket is lent to, held weakly so that a connection its
+   * user dropped without put() can be collected and reported (E9)...
+   */
+  #user: WeakRef<Duplex> | undefined = undefined;
+  /**
+   * ...and strongly while it waits for data (or has a timeout set): a caller
+   * awaiting a reply may hold it only through its own listeners.
+   */
+  #pinned: Duplex | undefined = undefined;
+  #isTimeoutPinned = false;
   #isClosed = false;
   #closing: Promise<void> | undefined = undefined;
   #resolveClosed: (() => void) | undefined = undefined;
@@ -106,9 +119,16 @@ export class PooledSocket extends Seat {
 
   /** Lends the socket to `user` for `owner`. */
   lend(user: Duplex, owner: object): void {
-    this.user = user;
+    this.#user = new WeakRef(user);
     this.owner = owner;
+    this.isOut = true;
     this.socket.ref();
+  }
+
+  /** Holds the user strongly until the next chunk arrives (or for good, with a timeout set). */
+  pin(user: Duplex, isTimeout = false): void {
+    this.#pinned = user;
+    this.#isTimeoutPinned ||= isTimeout;
   }
 
   /**
@@ -116,9 +136,9 @@ export class PooledSocket extends Seat {
    * the socket is clean (E2), else closed.
    */
   reclaim(isReusable: boolean): void {
-    this.user = undefined;
+    this.#unlend();
     const socket = this.socket;
-    if (!isReusable || this.isDoomed || !isClean(socket)) {
+    if (!isReusable || this.isDoomed || !isClean(socket) || !this.pool.keeps(this)) {
       void this.pool.dispose(this, false);
       return;
     }
@@ -131,8 +151,20 @@ export class PooledSocket extends Seat {
 
   /** Closes the socket, in use; resolves once it is closed and its slot free. */
   retire(): Promise<void> {
-    this.user = undefined;
+    this.#unlend();
     return this.pool.dispose(this, false);
+  }
+
+  /** The user was collected while it held the socket: warn, close, free the slot (E9). */
+  reclaimLeak(): void {
+    if (this.#user === undefined) return;
+    this.isOut = false;
+    const where = this.trace?.stack?.replace(/^.*\n/, '') ?? 'run with NODE_DEBUG=connpool or traceLeaks: true to see where';
+    process.emitWarning(
+      `a PooledConn of pool "${this.pool.name}" was garbage-collected without put() or close(); its socket was closed`,
+      { code: 'CONNPOOL_LEAK', detail: `get() was called:\n${where}` },
+    );
+    void this.retire();
   }
 
   /** Leaves the idle stack for a caller; the pool moves the seat to in use. */
@@ -142,7 +174,7 @@ export class PooledSocket extends Seat {
   }
 
   shut(): Promise<void> {
-    this.user = undefined;
+    this.#unlend();
     if (this.isIdle) this.unidle();
     if (this.#closing === undefined) {
       this.stack.unhold();
@@ -157,25 +189,32 @@ export class PooledSocket extends Seat {
     return this.#closing;
   }
 
+  #unlend(): void {
+    this.#user = this.#pinned = undefined;
+    this.#isTimeoutPinned = false;
+    this.trace = undefined;
+  }
+
   /** Drops the socket if it is idle: the peer closed, reset or spoke out of turn (E1). */
   #drop(): void {
     if (this.isIdle) void this.pool.dispose(this, true);
   }
 
   readonly #onData = (chunk: Buffer): void => {
-    const user = this.user;
-    if (user === undefined) this.#drop();
-    else if (!user.push(chunk)) this.socket.pause();
+    const user = this.#pinned ?? this.#user?.deref();
+    if (user === undefined) return this.#drop();
+    if (!this.#isTimeoutPinned) this.#pinned = undefined;
+    if (!user.push(chunk)) this.socket.pause();
   };
 
   readonly #onEnd = (): void => {
-    const user = this.user;
+    const user = this.#pinned ?? this.#user?.deref();
     if (user === undefined) this.#drop();
     else user.push(null);
   };
 
   readonly #onError = (error: Error): void => {
-    const user = this.user;
+    const user = this.#pinned ?? this.#user?.deref();
     if (user === undefined) this.#drop();
     else user.destroy(error);
   };
@@ -183,13 +222,13 @@ export class PooledSocket extends Seat {
   readonly #onClose = (): void => {
     this.#isClosed = true;
     this.#resolveClosed?.();
-    const user = this.user;
+    const user = this.#pinned ?? this.#user?.deref();
     if (user === undefined) this.#drop();
     else user.push(null);
   };
 
   readonly #onTimeout = (): void => {
-    this.user?.emit('timeout');
+    (this.#pinned ?? this.#user?.deref())?.emit('timeout');
   };
 }
 

@@ -1,5 +1,5 @@
 import { describe } from './address.js';
-import { ConnInUseError, ConnReleasedError } from './errors.js';
+import { ConnInUseError, ConnReleasedError, PoolClosedError, QueueFullError } from './errors.js';
 import { connectionLimit } from './limits.js';
 import { SlotQueue } from './slots.js';
 
@@ -11,6 +11,10 @@ import { SlotQueue } from './slots.js';
 export abstract class Seat {
   lruPrev: Seat | undefined = undefined;
   lruNext: Seat | undefined = undefined;
+  /** When the resource was opened (performance.now()), for `maxLifetime`. */
+  bornAt = performance.now();
+  /** When the seat last became idle, for `idleTimeout`; set only when that is on. */
+  idleSince = 0;
 
   /**
    * Detaches the resource from any index and closes it. Resolves once it is
@@ -38,6 +42,26 @@ export interface ResourcePoolOptions {
   max: number;
   /** A name for diagnostics. @default 'connpool' */
   name?: string;
+  /**
+   * Records where each connection was got, so that the `CONNPOOL_LEAK` warning
+   * for one dropped without put() or close() says where (as `NODE_DEBUG=connpool`
+   * does for every pool). Off by default: capturing stacks costs.
+   * @default false
+   */
+  traceLeaks?: boolean;
+  /** Closes a resource idle for longer than this many ms. 0 or undefined: never. @default undefined */
+  idleTimeout?: number;
+  /**
+   * Closes a resource older than this many ms: at its first `put()` past
+   * that age, or when it reaches it while idle. 0 or undefined: never.
+   * @default undefined
+   */
+  maxLifetime?: number;
+  /**
+   * The most callers that may wait for a slot; one more is rejected at once
+   * with `QueueFullError` (load shedding). 0: never wait. @default Infinity
+   */
+  maxWaiting?: number;
 }
 
 /** A snapshot of a pool's counters: the seed's metrics plus the waiters. */
@@ -85,6 +109,8 @@ export class ResourcePool {
   readonly max: number;
   /** The name given at construction, for diagnostics. */
   readonly name: string;
+  /** Whether connections record where they were got, for leak warnings. */
+  readonly traceLeaks: boolean;
   #inUse = 0;
   #idle = 0;
   #releasing = 0;
@@ -92,10 +118,17 @@ export class ResourcePool {
   #lruFirst: Seat | undefined = undefined;
   #lruLast: Seat | undefined = undefined;
   readonly #queue: SlotQueue<Claimant, Claim>;
+  readonly #idleTimeout: number;
+  readonly #maxLifetime: number;
+  readonly #maxWaiting: number;
+  /** One unref'd timer sweeps expired idle seats, only while lifetimes are on and some seat is idle. */
+  #sweeper: NodeJS.Timeout | undefined = undefined;
+  #closing: Promise<void> | undefined = undefined;
+  #resolveClosed: (() => void) | undefined = undefined;
 
   /**
-   * @throws {TypeError} if `options.max` is not a number.
-   * @throws {RangeError} if `options.max` is not an integer >= 1.
+   * @throws {TypeError} if an option is not a number.
+   * @throws {RangeError} if `max` is not an integer >= 1, or another option is out of range.
    */
   constructor(options: ResourcePoolOptions) {
     const max: unknown = options?.max;
@@ -103,10 +136,24 @@ export class ResourcePool {
     if (!Number.isInteger(max) || max < 1) throw new RangeError(`max must be an integer >= 1, received ${describe(max)}`);
     this.max = max;
     this.name = options.name ?? 'connpool';
+    this.traceLeaks = options.traceLeaks === true;
+    this.#idleTimeout = duration('idleTimeout', options.idleTimeout);
+    this.#maxLifetime = duration('maxLifetime', options.maxLifetime);
+    const maxWaiting: unknown = options.maxWaiting ?? Number.POSITIVE_INFINITY;
+    if (typeof maxWaiting !== 'number') throw new TypeError(`maxWaiting must be a number, received ${describe(maxWaiting)}`);
+    if (!(Number.isInteger(maxWaiting) || maxWaiting === Number.POSITIVE_INFINITY) || maxWaiting < 0) {
+      throw new RangeError(`maxWaiting must be an integer >= 0, received ${describe(maxWaiting)}`);
+    }
+    this.#maxWaiting = maxWaiting;
     this.#queue = new SlotQueue<Claimant, Claim>(
       () => this.#inUse + this.#releasing < this.max,
       (claimant) => this.#claim(claimant),
     );
+  }
+
+  /** True once {@link close} has been called. */
+  get closed(): boolean {
+    return this.#closing !== undefined;
   }
 
   /** The pool's counters now. */
@@ -149,11 +196,25 @@ export class ResourcePool {
    * @internal
    */
   acquire(signal: AbortSignal | undefined, claimant: Claimant): Claim | Promise<Claim> {
-    if (this.#queue.size === 0 && this.#inUse + this.#releasing < this.max) return this.#claim(claimant);
+    if (this.#queue.size === 0 && this.#inUse + this.#releasing < this.max) {
+      if (this.#closing !== undefined) return Promise.reject(new PoolClosedError());
+      return this.#claim(claimant);
+    }
+    if (this.#closing !== undefined) return Promise.reject(new PoolClosedError());
+    if (this.#queue.size >= this.#maxWaiting) return Promise.reject(new QueueFullError());
     return this.#queue.wait(signal, claimant);
   }
 
-  /** An in-use seat becomes idle: it keeps its resource open for re-use. @internal */
+  /**
+   * Whether an in-use seat may go back to the idle list: not once the pool is
+   * closed, nor past `maxLifetime`.
+   * @internal
+   */
+  keeps(seat: Seat): boolean {
+    return this.#closing === undefined && (this.#maxLifetime === 0 || performance.now() - seat.bornAt < this.#maxLifetime);
+  }
+
+  /** An in-use seat becomes idle: it keeps its resource open for re-use. Check {@link keeps} first. @internal */
   checkIn(seat: Seat): void {
     this.#inUse--;
     this.#idle++;
@@ -161,6 +222,10 @@ export class ResourcePool {
     if (this.#lruLast === undefined) this.#lruFirst = seat;
     else this.#lruLast.lruNext = seat;
     this.#lruLast = seat;
+    if (this.#idleTimeout !== 0 || this.#maxLifetime !== 0) {
+      seat.idleSince = performance.now();
+      this.#sweeper ??= setTimeout(this.#sweep, this.#sweepInterval()).unref();
+    }
     this.#queue.notify();
   }
 
@@ -172,16 +237,71 @@ export class ResourcePool {
     return seat.shut().then(this.#released);
   }
 
+  /**
+   * Closes the pool: rejects waiters with `PoolClosedError`, closes idle
+   * resources now and those in use at their `put()`. Resolves once every
+   * resource it counted is closed. Calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    this.#closing = new Promise<void>((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    clearTimeout(this.#sweeper);
+    this.#sweeper = undefined;
+    this.#queue.rejectAll(new PoolClosedError());
+    while (this.#lruFirst !== undefined) void this.dispose(this.#lruFirst, true);
+    this.#settleClose();
+    return this.#closing;
+  }
+
+  /** Closes the pool, for `await using pool = new ResourcePool(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** Gives back a fresh seat that was never filled (a failed dial). @internal */
   vacate(): void {
     this.#inUse--;
     this.#queue.notify();
+    this.#settleClose();
   }
 
   readonly #released = (): void => {
     this.#releasing--;
     this.#queue.notify();
+    this.#settleClose();
   };
+
+  #settleClose(): void {
+    if (this.#resolveClosed !== undefined && this.#inUse + this.#idle + this.#releasing === 0) {
+      this.#resolveClosed();
+      this.#resolveClosed = undefined;
+    }
+  }
+
+  /** Closes idle seats past `idleTimeout` or `maxLifetime`, and runs again while any seat is idle. */
+  readonly #sweep = (): void => {
+    this.#sweeper = undefined;
+    const now = performance.now();
+    const idleDeadline = this.#idleTimeout === 0 ? Number.NEGATIVE_INFINITY : now - this.#idleTimeout;
+    const birthDeadline = this.#maxLifetime === 0 ? Number.NEGATIVE_INFINITY : now - this.#maxLifetime;
+    // The list is in idle order: idle timeouts expire from the front; lifetimes anywhere.
+    let seat = this.#lruFirst;
+    while (seat !== undefined) {
+      const next = seat.lruNext;
+      if (seat.idleSince <= idleDeadline || seat.bornAt <= birthDeadline) void this.dispose(seat, true);
+      else if (this.#maxLifetime === 0) break;
+      seat = next;
+    }
+    if (this.#lruFirst !== undefined) this.#sweeper = setTimeout(this.#sweep, this.#sweepInterval()).unref();
+  };
+
+  /** A quarter of the shortest lifetime option, within 5 ms and 1 s. */
+  #sweepInterval(): number {
+    const shortest = Math.min(this.#idleTimeout || Number.POSITIVE_INFINITY, this.#maxLifetime || Number.POSITIVE_INFINITY);
+    return Math.min(1_000, Math.max(5, shortest / 4));
+  }
 
   #claim(claimant: Claimant): Claim | Promise<Claim> {
     const reused = claimant.reuse();
@@ -221,6 +341,14 @@ export class ResourcePool {
     seat.lruPrev = seat.lruNext = undefined;
     this.#idle--;
   }
+}
+
+/** An optional duration option in ms: 0 when off. */
+function duration(name: string, value: unknown): number {
+  if (value === undefined || value === 0 || value === Number.POSITIVE_INFINITY) return 0;
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number of milliseconds, received ${describe(value)}`);
+  if (!(value > 0)) throw new RangeError(`${name} must be a number of milliseconds > 0, received ${describe(value)}`);
+  return value;
 }
 
 let globalPool: ResourcePool | undefined;
@@ -302,6 +430,7 @@ export class Resource {
         throw error;
       }
       this.#isAllocated = true;
+      this.#seat.bornAt = performance.now();
     } catch (error) {
       this.#isOut = false;
       throw error;
@@ -321,7 +450,7 @@ export class Resource {
     }
     this.#isOut = false;
     this.#lastEnd = 'put';
-    if (this.#isReleaseScheduled) {
+    if (this.#isReleaseScheduled || !this.#pool.keeps(this.#seat)) {
       this.#isReleaseScheduled = false;
       void this.#pool.dispose(this.#seat, false);
       return;

@@ -1,4 +1,5 @@
 import { Socket } from 'node:net';
+import { debuglog } from 'node:util';
 import { onAbort } from './abort.js';
 import { describe, parseAddress, type Network } from './address.js';
 import { PooledConn } from './conn.js';
@@ -14,6 +15,7 @@ export interface ConnResourceOptions {
 }
 
 const defaultDialer = netDialer();
+const debug = debuglog('connpool');
 /** Each pool's idle sockets, kept beside the pool so the pool itself knows nothing of sockets. */
 const indexes = new WeakMap<ResourcePool, IdleIndex>();
 
@@ -35,9 +37,11 @@ export class ConnResource {
   #key: string;
   #timeoutDialer: Dialer | undefined = undefined;
   #timeout = 0;
-  /** The connection handed out last; out until it is put or closed. */
-  #conn: PooledConn | undefined = undefined;
-  /** The socket this handle used last, which it prefers (E4). */
+  /**
+   * The socket this handle used last, which it prefers (E4); its connection
+   * is out while `isOut` and this handle is its owner. The handle keeps no
+   * reference to the connection itself, so a dropped one can be collected (E9).
+   */
   #own: PooledSocket | undefined = undefined;
   #isGetting = false;
   #isCloseScheduled = false;
@@ -63,8 +67,9 @@ export class ConnResource {
    *
    * @param signal gives up the wait when it aborts (`ERR_RESOURCE_LIMIT_EXCEEDED`);
    *   an abort during the dial rejects at once with its reason. No signal: wait
-   *   as long as it takes. `AbortSignal.abort()` gets a connection only if no
-   *   wait is needed.
+   *   as long as it takes. An already aborted signal (`AbortSignal.abort()`)
+   *   gets a connection only if no wait for a slot is needed: idle, or dialed
+   *   within the dialer's own timeout.
    * @param dialerOrTimeout a {@link Dialer}, or the connect timeout in ms of the
    *   built-in TCP dialer (0 or less: the OS's own).
    * @throws {ConnInUseError} `ERR_CONN_IN_USE` if this handle's connection is still out.
@@ -72,9 +77,10 @@ export class ConnResource {
    * Dial errors (`ECONNREFUSED`, `ETIMEDOUT`, TLS errors, ...) pass through; the slot is freed.
    */
   async get(signal?: AbortSignal, dialerOrTimeout?: Dialer | number): Promise<PooledConn> {
-    if (this.#isGetting || this.#conn?.isOut) throw new ConnInUseError();
+    if (this.#isGetting || this.#isOut()) throw new ConnInUseError();
     this.#useDialer(dialerOrTimeout);
     this.#isGetting = true;
+    const trace = this.#pool.traceLeaks || debug.enabled ? new Error('get() called here') : undefined;
     try {
       let claim = this.#pool.acquire(signal, this.#claimant);
       if (claim instanceof Promise) claim = await claim;
@@ -84,7 +90,9 @@ export class ConnResource {
         pooled.isDoomed = true;
       }
       this.#own = pooled;
-      return (this.#conn = new PooledConn(pooled, this));
+      const conn = new PooledConn(pooled, this);
+      pooled.trace = trace;
+      return conn;
     } finally {
       this.#isGetting = false;
     }
@@ -104,7 +112,11 @@ export class ConnResource {
     if (this.#isGetting) this.#isCloseScheduled = true;
     else if (own === undefined || own.owner !== this) return;
     else if (own.isIdle) void this.#pool.dispose(own, true);
-    else if (this.#conn?.isOut) own.isDoomed = true;
+    else if (own.isOut) own.isDoomed = true;
+  }
+
+  #isOut(): boolean {
+    return this.#own !== undefined && this.#own.isOut && this.#own.owner === this;
   }
 
   #useDialer(dialerOrTimeout: Dialer | number | undefined): void {
@@ -145,7 +157,9 @@ export class ConnResource {
   async #dial(signal: AbortSignal | undefined): Promise<PooledSocket> {
     const controller = new AbortController();
     const dialing = startDial(this.#dialer, this.network, this.address, controller.signal);
-    const socket = await (signal === undefined ? dialing : this.#raceAbort(dialing, signal, controller)).catch(
+    // A signal aborted before the dial began only limited the wait for a slot (S2).
+    const isBounded = signal !== undefined && !signal.aborted;
+    const socket = await (isBounded ? this.#raceAbort(dialing, signal, controller) : dialing).catch(
       (error: unknown) => {
         if (error !== orphaned) this.#pool.vacate();
         throw error === orphaned ? signal!.reason : error;
@@ -163,7 +177,6 @@ export class ConnResource {
         reject(orphaned);
         this.#orphan(dialing, controller, signal.reason);
       };
-      if (signal.aborted) return abandon();
       listening = onAbort(signal, abandon);
       dialing.then(
         (socket) => {
