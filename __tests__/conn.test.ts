@@ -162,7 +162,15 @@ describe('E2: put() closes instead of idling a connection that is not clean', ()
       'unread bytes buffered',
       async (conn) => {
         conn.write('echo me');
-        await until(() => conn.readableLength > 0, 'the echo to arrive');
+        await until(() => (conn.read(0), conn.readableLength > 0), 'the echo to arrive');
+      },
+    ],
+    [
+      'unread bytes not yet read into it',
+      async (conn) => {
+        conn.write('echo me');
+        await until(() => server.sockets.size > 0 && [...server.sockets].every((s) => s.bytesWritten > 0));
+        await new Promise((resolve) => setTimeout(resolve, 20));
       },
     ],
     ['writes not yet flushed', (conn) => void conn.write(Buffer.alloc(8 * 1024 * 1024))],
@@ -188,7 +196,7 @@ describe('E2: put() closes instead of idling a connection that is not clean', ()
     const res = New('tcp', server.address, { pool });
     const first = await res.get();
     first.write('secret');
-    await until(() => first.readableLength > 0);
+    await until(() => (first.read(0), first.readableLength > 0));
     first.put();
     const second = await res.get();
     expect(await roundTrip(second, 'fresh')).toBe('fresh');

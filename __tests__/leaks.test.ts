@@ -38,9 +38,10 @@ function runLeakingChild(poolOptions: string, env: NodeJS.ProcessEnv = {}): { wa
       conn.write('forgotten');
     }
     await leakOne();
-    for (let i = 0; i < 50 && pool.stats().inUse > 0; i++) {
+    // A connection is watched for leaks once it has been out across a whole sweep (about 1 s).
+    for (let i = 0; i < 100 && pool.stats().inUse > 0; i++) {
       globalThis.gc();
-      await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 50));
     }
     await new Promise((r) => setTimeout(r, 20));
     const serverClosed = await new Promise((r) => server.getConnections((e, n) => r(n === 0)));
@@ -81,14 +82,18 @@ test('E9: the slot of a dropped connection comes back in this process too', asyn
     conn.write('forgotten');
   })();
   expect(pool.stats()).toMatchObject({ inUse: 1 });
-  await gc();
+  for (let i = 0; i < 100 && pool.stats().inUse > 0; i++) {
+    await gc();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   await until(() => pool.stats().inUse === 0 && pool.stats().releasing === 0, 'the leak to be reclaimed');
   (await New('tcp', server.address, { pool }).get()).put();
   await drainPool(pool);
 });
 
 test('a connection awaiting a reply, reachable only through its own listeners, is not collected', async () => {
-  const slow = await startServer((socket) => socket.once('data', (data) => setTimeout(() => socket.write(data), 100)));
+  // The reply comes after the connection is watched for leaks (out across a whole sweep).
+  const slow = await startServer((socket) => socket.once('data', (data) => setTimeout(() => socket.write(data), 2_500)));
   const pool = new ResourcePool({ max: 1 });
   const reply = (async () => {
     const conn = await New('tcp', slow.address, { pool }).get();
@@ -97,8 +102,8 @@ test('a connection awaiting a reply, reachable only through its own listeners, i
     conn.put();
     return String(chunk);
   })();
-  for (let i = 0; i < 5; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
+  for (let i = 0; i < 25; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
     await gc();
   }
   expect(await reply).toBe('wait for me');

@@ -6,12 +6,6 @@ import type { PooledSocket } from './idle.js';
 
 type WriteCallback = (error?: Error | null) => void;
 
-/**
- * Notices connections dropped without put() or close() (E9): the socket holds
- * its user weakly, so such a connection is collected and its socket reclaimed.
- */
-const leaks = new FinalizationRegistry<PooledSocket>((pooled) => pooled.reclaimLeak());
-
 const OUT = 0;
 const PUT = 1;
 const CLOSED = 2;
@@ -52,13 +46,15 @@ export class PooledConn extends Duplex {
   #closing: Promise<void> | undefined = undefined;
 
   /** @internal Connections come from `ConnResource#get()`. */
-  constructor(pooled: PooledSocket, owner: object) {
-    super();
+  constructor(pooled: PooledSocket, owner: object, trace?: Error) {
+    // No read-ahead: _read() is called only for a consumer, which then pins
+    // the connection to its socket until data comes (see PooledSocket).
+    super({ readableHighWaterMark: 0 });
     this.#pooled = pooled;
     this.#socket = pooled.socket;
-    pooled.lend(this, owner);
-    leaks.register(this, pooled, this);
+    pooled.lend(this, owner, trace);
   }
+
 
   /** True until `put()` or `close()`: the connection still belongs to its caller. */
   get isOut(): boolean {
@@ -82,7 +78,6 @@ export class PooledConn extends Duplex {
     if (this.readableFlowing === true) this.pause();
     if (!this.#isHolding) return;
     this.#isHolding = false;
-    leaks.unregister(this);
     if (this.#hasTimeout) this.#socket.setTimeout(0);
     this.#pooled.reclaim(this.readableLength === 0 && this.writableLength === 0 && !this.writableEnded && !this.errored);
   }
@@ -205,7 +200,7 @@ export class PooledConn extends Duplex {
   setTimeout(ms: number, callback?: () => void): this {
     this.#live().setTimeout(ms);
     this.#hasTimeout = ms > 0;
-    if (this.#hasTimeout) this.#pooled.pin(this, true);
+    if (this.#hasTimeout) this.#pooled.pinForTimeout(this);
     if (callback !== undefined) this.once('timeout', callback);
     return this;
   }
@@ -223,10 +218,7 @@ export class PooledConn extends Duplex {
   }
 
   override _read(): void {
-    if (!this.#isHolding) return;
-    // Readable also reads ahead on its own; only a waiting consumer pins (E9).
-    if (this.readableFlowing === true || this.listenerCount('readable') > 0) this.#pooled.pin(this);
-    if (this.#socket.isPaused()) this.#socket.resume();
+    if (this.#isHolding) this.#pooled.pull(this);
   }
 
   override _write(chunk: Buffer, encoding: BufferEncoding, callback: WriteCallback): void {
@@ -264,7 +256,6 @@ export class PooledConn extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (this.#isHolding) {
       this.#isHolding = false;
-      leaks.unregister(this);
       this.#closing = this.#pooled.retire();
     }
     callback(error);

@@ -40,9 +40,15 @@ export class IdleStack {
   }
 }
 
-/** A pool's idle sockets, by key. */
+/** How often lent sockets are checked for connections held long enough to be watched for leaks. */
+const LEAK_SWEEP_MS = 1_000;
+
+/** A pool's idle sockets, by key, and its lent ones. */
 export class IdleIndex {
   readonly #stacks = new Map<string, IdleStack>();
+  /** Sockets lent out, linked for the leak sweep. */
+  #lent: PooledSocket | undefined = undefined;
+  #sweeper: NodeJS.Timeout | undefined = undefined;
 
   /** The stack of `key`, made if there is none. */
   stack(key: string): IdleStack {
@@ -64,6 +70,45 @@ export class IdleIndex {
   forget(stack: IdleStack): void {
     if (this.#stacks.get(stack.key) === stack) this.#stacks.delete(stack.key);
   }
+
+  lent(socket: PooledSocket): void {
+    socket.nextLent = this.#lent;
+    if (this.#lent !== undefined) this.#lent.prevLent = socket;
+    this.#lent = socket;
+    this.#sweeper ??= setInterval(this.#sweep, LEAK_SWEEP_MS).unref();
+  }
+
+  returned(socket: PooledSocket): void {
+    if (socket.prevLent === undefined) this.#lent = socket.nextLent;
+    else socket.prevLent.nextLent = socket.nextLent;
+    if (socket.nextLent !== undefined) socket.nextLent.prevLent = socket.prevLent;
+    socket.prevLent = socket.nextLent = undefined;
+  }
+
+  readonly #sweep = (): void => {
+    for (let socket = this.#lent; socket !== undefined; socket = socket.nextLent) socket.age();
+    if (this.#lent === undefined) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  };
+}
+
+/**
+ * Notices connections dropped without put() or close() (E9). Registrations are
+ * never withdrawn: one whose lease has ended is ignored.
+ */
+const leaks = new FinalizationRegistry<Lease>((lease) => lease.pooled.reclaimLeak(lease));
+
+/**
+ * One lending of a socket to a connection. The leak registry holds it for the
+ * connection, so a stale registration (the connection was put long ago, the
+ * socket lent again since) is recognised and ignored (E9).
+ */
+export class Lease {
+  /** Where the borrower got the socket, when leak tracing is on. */
+  trace: Error | undefined = undefined;
+  constructor(readonly pooled: PooledSocket) {}
 }
 
 /**
@@ -75,30 +120,43 @@ export class IdleIndex {
  * unref'd and kept flowing, so that a peer's FIN, a reset or unsolicited
  * bytes are seen at once and the socket is dropped (E1); its `'error'`
  * listener keeps such errors from crashing the process.
+ *
+ * While lent, the socket holds its connection strongly at first: most are
+ * put back within moments, and watching each for leaks would cost every
+ * get(). A connection still out after a full leak sweep is registered for
+ * collection and from then on held only while it wants data (or has a
+ * timeout set): if its user dropped it without put(), it is collected and
+ * reported (E9). What arrives while the socket does not hold it is parked
+ * here, the socket paused, until the next read: that is also the
+ * connection's backpressure.
  */
 export class PooledSocket extends Seat {
   /** The handle that last took the socket, which prefers it (E4). */
   owner: object | undefined = undefined;
+  /** The current lending; undefined while idle or closing. */
+  lease: Lease | undefined = undefined;
   /** Lent and not yet put or closed by its user (who may hold it after an error closed the socket). */
   isOut = false;
   isIdle = false;
   /** Close instead of idling at the next put() (scheduleClose). */
   isDoomed = false;
-  /** Where the current user got the socket, when leak tracing is on (E9). */
-  trace: Error | undefined = undefined;
   above: PooledSocket | undefined = undefined;
   below: PooledSocket | undefined = undefined;
-  /**
-   * The connection the socket is lent to, held weakly so that a connection its
-   * user dropped without put() can be collected and reported (E9)...
-   */
-  #user: WeakRef<Duplex> | undefined = undefined;
-  /**
-   * ...and strongly while it waits for data (or has a timeout set): a caller
-   * awaiting a reply may hold it only through its own listeners.
-   */
-  #pinned: Duplex | undefined = undefined;
+  prevLent: PooledSocket | undefined = undefined;
+  nextLent: PooledSocket | undefined = undefined;
+  /** The connection: held from lending until it is watched for leaks, then while it wants data (or has a timeout set). */
+  #user: Duplex | undefined = undefined;
+  /** Lent, and its connection not yet registered for leak detection. */
+  #isAnchored = false;
+  /** A leak sweep has seen it anchored once: at the next it is registered. */
+  #isSeenBySweep = false;
+  /** The connection asked for data (_read) and has not had any since. */
+  #isWanted = false;
   #isTimeoutPinned = false;
+  /** Chunks, EOF and an error that arrived while nothing was pinned. */
+  #parked: Buffer[] | undefined = undefined;
+  #isEndParked = false;
+  #parkedError: Error | undefined = undefined;
   #isClosed = false;
   #closing: Promise<void> | undefined = undefined;
   #resolveClosed: (() => void) | undefined = undefined;
@@ -118,17 +176,55 @@ export class PooledSocket extends Seat {
   }
 
   /** Lends the socket to `user` for `owner`. */
-  lend(user: Duplex, owner: object): void {
-    this.#user = new WeakRef(user);
+  lend(user: Duplex, owner: object, trace: Error | undefined): void {
     this.owner = owner;
     this.isOut = true;
+    this.#user = user;
+    this.#isAnchored = true;
+    this.lease = new Lease(this);
+    this.lease.trace = trace;
+    this.stack.index.lent(this);
     this.socket.ref();
   }
 
-  /** Holds the user strongly until the next chunk arrives (or for good, with a timeout set). */
-  pin(user: Duplex, isTimeout = false): void {
-    this.#pinned = user;
-    this.#isTimeoutPinned ||= isTimeout;
+  /** The leak sweep: a connection out across a whole sweep is registered for collection. */
+  age(): void {
+    if (!this.#isAnchored) return;
+    if (!this.#isSeenBySweep) {
+      this.#isSeenBySweep = true;
+      return;
+    }
+    this.#isAnchored = false;
+    leaks.register(this.#user!, this.lease!);
+    if (!this.#isWanted && !this.#isTimeoutPinned) this.#user = undefined;
+  }
+
+  /**
+   * The borrower wants data (its `_read()`): hands over what was parked, or
+   * holds the borrower and lets the socket flow until the next chunk.
+   */
+  pull(user: Duplex): void {
+    if (this.#parkedError !== undefined) {
+      user.destroy(this.#parkedError);
+      return;
+    }
+    const parked = this.#parked;
+    if (parked !== undefined || this.#isEndParked) {
+      this.#parked = undefined;
+      if (parked !== undefined) for (const chunk of parked) user.push(chunk);
+      if (this.#isEndParked) user.push(null);
+      this.#isEndParked = false;
+      return;
+    }
+    this.#user = user;
+    this.#isWanted = true;
+    if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** Holds the borrower for good: it awaits 'timeout' events. */
+  pinForTimeout(user: Duplex): void {
+    this.#user = user;
+    this.#isTimeoutPinned = true;
   }
 
   /**
@@ -136,9 +232,10 @@ export class PooledSocket extends Seat {
    * the socket is clean (E2), else closed.
    */
   reclaim(isReusable: boolean): void {
+    const isParkedClean = this.#parked === undefined && !this.#isEndParked && this.#parkedError === undefined;
     this.#unlend();
     const socket = this.socket;
-    if (!isReusable || this.isDoomed || !isClean(socket) || !this.pool.keeps(this)) {
+    if (!isReusable || !isParkedClean || this.isDoomed || !isClean(socket) || !this.pool.keeps(this)) {
       void this.pool.dispose(this, false);
       return;
     }
@@ -155,11 +252,11 @@ export class PooledSocket extends Seat {
     return this.pool.dispose(this, false);
   }
 
-  /** The user was collected while it held the socket: warn, close, free the slot (E9). */
-  reclaimLeak(): void {
-    if (this.#user === undefined) return;
+  /** The borrower of `lease` was collected while it held the socket: warn, close, free the slot (E9). */
+  reclaimLeak(lease: Lease): void {
+    if (this.lease !== lease) return;
     this.isOut = false;
-    const where = this.trace?.stack?.replace(/^.*\n/, '') ?? 'run with NODE_DEBUG=connpool or traceLeaks: true to see where';
+    const where = lease.trace?.stack?.replace(/^.*\n/, '') ?? 'run with NODE_DEBUG=connpool or traceLeaks: true to see where';
     process.emitWarning(
       `a PooledConn of pool "${this.pool.name}" was garbage-collected without put() or close(); its socket was closed`,
       { code: 'CONNPOOL_LEAK', detail: `get() was called:\n${where}` },
@@ -190,9 +287,10 @@ export class PooledSocket extends Seat {
   }
 
   #unlend(): void {
-    this.#user = this.#pinned = undefined;
-    this.#isTimeoutPinned = false;
-    this.trace = undefined;
+    if (this.lease === undefined) return;
+    this.stack.index.returned(this);
+    this.lease = this.#user = this.#parked = this.#parkedError = undefined;
+    this.#isAnchored = this.#isSeenBySweep = this.#isWanted = this.#isTimeoutPinned = this.#isEndParked = false;
   }
 
   /** Drops the socket if it is idle: the peer closed, reset or spoke out of turn (E1). */
@@ -201,34 +299,41 @@ export class PooledSocket extends Seat {
   }
 
   readonly #onData = (chunk: Buffer): void => {
-    const user = this.#pinned ?? this.#user?.deref();
-    if (user === undefined) return this.#drop();
-    if (!this.#isTimeoutPinned) this.#pinned = undefined;
-    if (!user.push(chunk)) this.socket.pause();
+    if (this.#isWanted) {
+      const user = this.#user!;
+      this.#isWanted = false;
+      if (!this.#isAnchored && !this.#isTimeoutPinned) this.#user = undefined;
+      user.push(chunk);
+    } else if (this.lease !== undefined) {
+      (this.#parked ??= []).push(chunk);
+      this.socket.pause();
+    } else {
+      this.#drop();
+    }
   };
 
   readonly #onEnd = (): void => {
-    const user = this.#pinned ?? this.#user?.deref();
-    if (user === undefined) this.#drop();
-    else user.push(null);
+    const user = this.#user;
+    if (user !== undefined) user.push(null);
+    else if (this.lease !== undefined) this.#isEndParked = true;
+    else this.#drop();
   };
 
   readonly #onError = (error: Error): void => {
-    const user = this.#pinned ?? this.#user?.deref();
-    if (user === undefined) this.#drop();
-    else user.destroy(error);
+    const user = this.#user;
+    if (user !== undefined) user.destroy(error);
+    else if (this.lease !== undefined) this.#parkedError = error;
+    else this.#drop();
   };
 
   readonly #onClose = (): void => {
     this.#isClosed = true;
     this.#resolveClosed?.();
-    const user = this.#pinned ?? this.#user?.deref();
-    if (user === undefined) this.#drop();
-    else user.push(null);
+    this.#onEnd();
   };
 
   readonly #onTimeout = (): void => {
-    (this.#pinned ?? this.#user?.deref())?.emit('timeout');
+    this.#user?.emit('timeout');
   };
 }
 

@@ -90,9 +90,7 @@ export class ConnResource {
         pooled.isDoomed = true;
       }
       this.#own = pooled;
-      const conn = new PooledConn(pooled, this);
-      pooled.trace = trace;
-      return conn;
+      return new PooledConn(pooled, this, trace);
     } finally {
       this.#isGetting = false;
     }
