@@ -6,7 +6,6 @@ import { ResourceLimitExceededError } from './errors.js';
 class Waiter<C, T> {
   prev: Waiter<C, T> | undefined = undefined;
   next: Waiter<C, T> | undefined = undefined;
-  isLive = true;
   stopListening: Disposable | undefined = undefined;
 
   constructor(
@@ -19,17 +18,16 @@ class Waiter<C, T> {
 /**
  * The FIFO queue of callers waiting for a slot.
  *
- * p-limit with a concurrency of 1 is the turnstile: only the waiter at the
- * front is served, and it is admitted as soon as the pool has room, so a
- * freed slot always goes to the oldest live waiter. Callers only enter the
+ * Waiters are linked in arrival order; an aborted one is unlinked at once, so
+ * the queue never holds a dead entry, however long no slot frees. A single
+ * admission loop, run through a p-limit gate of concurrency 1 whenever anyone
+ * waits, hands each freed slot to the oldest waiter. Callers only enter the
  * queue when it is not empty or the pool is full (the pool checks before
- * calling {@link SlotQueue.wait}), so the uncontended path never pays for it.
+ * calling {@link SlotQueue.wait}), so the uncontended path never pays for it
+ * and a newcomer never jumps ahead of a waiter.
  *
- * p-limit cannot remove a queued task: an aborted waiter is flagged and
- * skipped when its turn comes. The dead entries are dropped (the queue is
- * cleared and the live waiters queued again, in order) as soon as they
- * outnumber the live ones, so their memory stays bounded by the live waiters
- * even while no slot frees.
+ * One p-limit task per burst of waiting rather than one per waiter: a
+ * p-limit task costs about as much as a whole contended get() should.
  */
 export class SlotQueue<C, T> {
   readonly #gate = pLimit(1);
@@ -37,12 +35,10 @@ export class SlotQueue<C, T> {
   readonly #admit: (claimant: C) => T | PromiseLike<T>;
   #first: Waiter<C, T> | undefined = undefined;
   #last: Waiter<C, T> | undefined = undefined;
-  #live = 0;
-  /** Aborted waiters whose tasks are still queued in the gate. */
-  #dead = 0;
-  /** The waiter the gate is serving, parked until the pool has room. */
-  #front: Waiter<C, T> | undefined = undefined;
-  #wakeFront: (() => void) | undefined = undefined;
+  #size = 0;
+  #isServing = false;
+  /** Resumes the admission loop, parked until the pool has room or the queue empties. */
+  #wake: (() => void) | undefined = undefined;
 
   /**
    * @param hasRoom whether the pool can take one more caller now.
@@ -53,9 +49,9 @@ export class SlotQueue<C, T> {
     this.#admit = admit;
   }
 
-  /** Live waiters. */
+  /** Callers waiting. */
   get size(): number {
-    return this.#live;
+    return this.#size;
   }
 
   /**
@@ -68,77 +64,59 @@ export class SlotQueue<C, T> {
       const waiter = new Waiter(claimant, resolve, reject);
       this.#append(waiter);
       if (signal !== undefined) waiter.stopListening = onAbort(signal, () => this.#abandon(waiter, signal.reason));
-      this.#enqueue(waiter);
+      if (!this.#isServing) {
+        this.#isServing = true;
+        void this.#gate(this.#serve);
+      }
     });
   }
 
-  /** The pool may have room: admit the waiter at the front if so. */
+  /** The pool may have room: resumes the admission loop if it is parked. */
   notify(): void {
-    const front = this.#front;
-    if (front === undefined || !this.#hasRoom()) return;
-    const wake = this.#wakeFront!;
-    this.#front = this.#wakeFront = undefined;
-    this.#settle(front);
-    front.resolve(this.#admit(front.claimant));
-    wake();
+    const wake = this.#wake;
+    if (wake !== undefined && this.#hasRoom()) {
+      this.#wake = undefined;
+      wake();
+    }
   }
 
-  /** Rejects every live waiter with `error`. */
+  /** Rejects every waiter with `error`. */
   rejectAll(error: Error): void {
-    this.#gate.clearQueue();
-    this.#dead = 0;
-    const wake = this.#wakeFront;
-    this.#front = this.#wakeFront = undefined;
-    wake?.();
     while (this.#first !== undefined) {
       const waiter = this.#first;
-      this.#settle(waiter);
+      this.#unlink(waiter);
       waiter.reject(error);
     }
+    this.#resume();
   }
 
-  #enqueue(waiter: Waiter<C, T>): void {
-    void this.#gate(() => this.#serve(waiter));
-  }
-
-  /** The gate's task for one waiter: done once it is admitted or abandoned. */
-  #serve(waiter: Waiter<C, T>): Promise<void> | undefined {
-    if (!waiter.isLive) {
-      this.#dead--;
-      return undefined;
-    }
-    if (this.#hasRoom()) {
-      this.#settle(waiter);
+  /** The admission loop: the oldest waiter gets each slot as it frees, until none waits. */
+  readonly #serve = async (): Promise<void> => {
+    while (this.#first !== undefined) {
+      if (!this.#hasRoom()) {
+        await new Promise<void>((wake) => {
+          this.#wake = wake;
+        });
+        continue;
+      }
+      const waiter = this.#first;
+      this.#unlink(waiter);
       waiter.resolve(this.#admit(waiter.claimant));
-      return undefined;
     }
-    this.#front = waiter;
-    return new Promise<void>((wake) => {
-      this.#wakeFront = wake;
-    });
-  }
+    this.#isServing = false;
+  };
 
   #abandon(waiter: Waiter<C, T>, reason: unknown): void {
-    if (!waiter.isLive) return;
-    this.#settle(waiter);
-    if (waiter === this.#front) {
-      const wake = this.#wakeFront!;
-      this.#front = this.#wakeFront = undefined;
-      wake();
-    } else {
-      this.#dead++;
-      if (this.#dead > this.#live) this.#compact();
-    }
+    this.#unlink(waiter);
+    if (this.#first === undefined) this.#resume();
     waiter.reject(new ResourceLimitExceededError({ cause: reason }));
   }
 
-  /** Drops the dead entries from the gate: clear it, queue the live again in order. */
-  #compact(): void {
-    this.#gate.clearQueue();
-    this.#dead = 0;
-    for (let waiter = this.#first; waiter !== undefined; waiter = waiter.next) {
-      if (waiter !== this.#front) this.#enqueue(waiter);
-    }
+  /** Lets a parked loop run on (and end, once nobody waits). */
+  #resume(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
   }
 
   #append(waiter: Waiter<C, T>): void {
@@ -146,12 +124,11 @@ export class SlotQueue<C, T> {
     if (this.#last === undefined) this.#first = waiter;
     else this.#last.next = waiter;
     this.#last = waiter;
-    this.#live++;
+    this.#size++;
   }
 
   /** Unlinks a waiter that is admitted or abandoned, and stops its abort listener. */
-  #settle(waiter: Waiter<C, T>): void {
-    waiter.isLive = false;
+  #unlink(waiter: Waiter<C, T>): void {
     waiter.stopListening?.[Symbol.dispose]();
     waiter.stopListening = undefined;
     if (waiter.prev === undefined) this.#first = waiter.next;
@@ -159,6 +136,6 @@ export class SlotQueue<C, T> {
     if (waiter.next === undefined) this.#last = waiter.prev;
     else waiter.next.prev = waiter.prev;
     waiter.prev = waiter.next = undefined;
-    this.#live--;
+    this.#size--;
   }
 }

@@ -1,0 +1,581 @@
+// The figures. Each returns one or more results:
+//   { id, title, unit, subjects: [{ name, samples, median }], comparisons, notes }
+// where a comparison is
+//   { row, label, kind: 'speedup' | 'cost', ratio, target: { op: '>=' | '<=', value } | null }
+// ('speedup': connpool's rate / the row's rate; 'cost': time per op at the
+// large size / at the small size).
+import { once } from 'node:events';
+import net from 'node:net';
+import tls from 'node:tls';
+import genericPool from 'generic-pool';
+import pLimit from 'p-limit';
+import tarn from 'tarn';
+import { inBatches, interleave, log, median, settle, until } from './harness.mjs';
+import { download, roundTrip, upload } from './io.mjs';
+
+const HOST = '127.0.0.1';
+
+function pick(subjects, name) {
+  return subjects.find((s) => s.name === name);
+}
+
+/**
+ * The median over repetitions of `a`'s rate ÷ `b`'s rate within the same
+ * repetition: the two samples of a pair ran back to back, so they share
+ * whatever else the machine was doing at the time.
+ */
+function pairedRatio(a, b) {
+  return median(a.samples.map((sample, rep) => sample / b.samples[rep]));
+}
+
+function speedup(subjects, main, row, target = null) {
+  const ratio = pairedRatio(pick(subjects, main), pick(subjects, row));
+  return { row, label: `${main} ÷ ${row}`, kind: 'speedup', ratio, target };
+}
+
+function cost(subjects, small, large, target) {
+  const ratio = pairedRatio(pick(subjects, small), pick(subjects, large));
+  return { row: large, label: 'cost large ÷ small', kind: 'cost', ratio, target };
+}
+
+/**
+ * Closes a pool's sockets and waits until it holds none: `pool.close()` where
+ * the library has it, else `scheduleClose()` on every handle.
+ */
+async function shut(pool, handles) {
+  if (typeof pool.close === 'function') {
+    await pool.close();
+    return;
+  }
+  for (const handle of handles) handle.scheduleClose();
+  await until(() => {
+    const { inUse, idle, releasing } = pool.stats();
+    return inUse + idle + releasing === 0;
+  }, `pool ${pool.name} to close its sockets`);
+}
+
+async function connectRaw(port) {
+  const socket = net.connect({ host: HOST, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 15_000 });
+  await once(socket, 'connect');
+  return socket;
+}
+
+async function closeRaw(socket) {
+  if (socket.closed) return;
+  const closed = once(socket, 'close');
+  socket.destroy();
+  await closed;
+}
+
+/** Runs `callers` concurrent loops that share `total` iterations of `op(i)`. */
+function contend(callers, total, op) {
+  let left = total;
+  const caller = async (i) => {
+    while (left-- > 0) await op(i);
+  };
+  return Promise.all(Array.from({ length: callers }, (_, i) => caller(i)));
+}
+
+function anchors() {
+  const gp = genericPool.createPool({ create: async () => ({}), destroy: async () => {} }, { max: 10, min: 0 });
+  const tp = new tarn.Pool({ create: async () => ({}), destroy: () => {}, min: 0, max: 10 });
+  const limit = pLimit(10);
+  return {
+    gp,
+    tp,
+    limit,
+    async close() {
+      await gp.drain();
+      await gp.clear();
+      await tp.destroy();
+    },
+  };
+}
+
+const trivial = async () => {};
+
+/** a. One caller, sequential: connpool get()+put() of an idle socket vs the anchors' acquire+release. */
+export async function checkout(env) {
+  const { New, ResourcePool } = env.lib;
+  const pool = new ResourcePool({ max: 10, name: 'bench-checkout' });
+  const res = New('tcp', `${HOST}:${env.ports.checkout}`, { pool });
+  (await res.get()).put();
+  const { gp, tp, limit, close } = anchors();
+  const { ops, warmupOps } = env.sizes.checkout;
+  const subjects = [
+    {
+      name: 'connpool',
+      async run(n) {
+        for (let i = 0; i < n; i++) {
+          const conn = await res.get();
+          conn.put();
+        }
+      },
+    },
+    {
+      name: 'generic-pool',
+      async run(n) {
+        for (let i = 0; i < n; i++) {
+          const resource = await gp.acquire();
+          gp.release(resource);
+        }
+      },
+    },
+    {
+      name: 'tarn',
+      async run(n) {
+        for (let i = 0; i < n; i++) {
+          const resource = await tp.acquire().promise;
+          tp.release(resource);
+        }
+      },
+    },
+    {
+      name: 'p-limit',
+      async run(n) {
+        for (let i = 0; i < n; i++) await limit(trivial);
+      },
+    },
+  ].map((s) => ({ ...s, ops, warmupOps }));
+  try {
+    const results = await interleave('checkout', subjects, env.reps);
+    return [
+      {
+        id: 'checkout',
+        title: 'a. checkout, 1 caller',
+        unit: 'ops/s',
+        subjects: results,
+        comparisons: [
+          speedup(results, 'connpool', 'generic-pool', { op: '>=', value: 2 }),
+          speedup(results, 'connpool', 'tarn'),
+          speedup(results, 'connpool', 'p-limit', { op: '>=', value: 1 }),
+        ],
+        notes: { ops },
+      },
+    ];
+  } finally {
+    await shut(pool, [res]);
+    await close();
+  }
+}
+
+/** b. `callers` concurrent callers over 10 slots, `ops` operations in all. */
+export async function contended(env) {
+  const { New, ResourcePool } = env.lib;
+  const { ops, warmupOps, callers } = env.sizes.contended;
+  const pool = new ResourcePool({ max: 10, name: 'bench-contended' });
+  const handles = Array.from({ length: callers }, () => New('tcp', `${HOST}:${env.ports.checkout}`, { pool }));
+  const { gp, tp, limit, close } = anchors();
+  const subjects = [
+    {
+      name: 'connpool',
+      run: (n) =>
+        contend(callers, n, async (i) => {
+          const conn = await handles[i].get();
+          conn.put();
+        }),
+    },
+    {
+      name: 'generic-pool',
+      run: (n) =>
+        contend(callers, n, async () => {
+          const resource = await gp.acquire();
+          gp.release(resource);
+        }),
+    },
+    {
+      name: 'tarn',
+      run: (n) =>
+        contend(callers, n, async () => {
+          const resource = await tp.acquire().promise;
+          tp.release(resource);
+        }),
+    },
+    {
+      name: 'p-limit',
+      run: (n) => contend(callers, n, () => limit(trivial)),
+    },
+  ].map((s) => ({ ...s, ops, warmupOps }));
+  try {
+    const results = await interleave('contended', subjects, env.reps);
+    return [
+      {
+        id: 'contended',
+        title: `b. contended, ${callers.toLocaleString('en')} callers / 10 slots`,
+        unit: 'ops/s',
+        subjects: results,
+        comparisons: [
+          speedup(results, 'connpool', 'generic-pool', { op: '>=', value: 1.5 }),
+          speedup(results, 'connpool', 'tarn'),
+          speedup(results, 'connpool', 'p-limit', { op: '>=', value: 0.8 }),
+        ],
+        notes: { ops, callers, sockets: pool.stats().idle },
+      },
+    ];
+  } finally {
+    await shut(pool, handles);
+    await close();
+  }
+}
+
+/** c. 32-byte echo round trips to the child: pooled, raw kept-open, fresh connection; TCP and TLS. */
+export async function roundTrips(env) {
+  const { New, ResourcePool, tlsDialer } = env.lib;
+  const payload = Buffer.alloc(32, 0x61);
+  const sizes = env.sizes.roundTrip;
+  const out = [];
+
+  // TCP
+  {
+    const pool = new ResourcePool({ max: 10, name: 'bench-rtt-tcp' });
+    const res = New('tcp', `${HOST}:${env.ports.rtt}`, { pool });
+    const raw = await connectRaw(env.ports.rtt);
+    const subjects = [
+      {
+        name: 'connpool',
+        ops: sizes.kept,
+        warmupOps: sizes.keptWarmup,
+        async run(n) {
+          for (let i = 0; i < n; i++) {
+            const conn = await res.get();
+            await roundTrip(conn, payload);
+            conn.put();
+          }
+        },
+      },
+      {
+        name: 'raw kept-open',
+        ops: sizes.kept,
+        warmupOps: sizes.keptWarmup,
+        async run(n) {
+          for (let i = 0; i < n; i++) await roundTrip(raw, payload);
+        },
+      },
+      {
+        name: 'fresh net.connect',
+        ops: sizes.fresh,
+        warmupOps: sizes.freshWarmup,
+        async run(n) {
+          for (let i = 0; i < n; i++) {
+            const socket = net.connect({ host: HOST, port: env.ports.rtt, noDelay: true });
+            await once(socket, 'connect');
+            await roundTrip(socket, payload);
+            socket.destroy();
+          }
+        },
+      },
+    ];
+    try {
+      const results = await interleave('round trips TCP', subjects, env.reps, { slices: env.sizes.roundTrip.slices });
+      out.push({
+        id: 'roundtrip-tcp',
+        title: 'c. round trip, TCP',
+        unit: 'round trips/s',
+        subjects: results,
+        comparisons: [
+          speedup(results, 'connpool', 'raw kept-open', { op: '>=', value: 0.9 }),
+          speedup(results, 'connpool', 'fresh net.connect'),
+        ],
+        notes: { payload: payload.length },
+      });
+    } finally {
+      await shut(pool, [res]);
+      await closeRaw(raw);
+    }
+  }
+
+  // TLS
+  {
+    const { ca } = env.credentials;
+    const pool = new ResourcePool({ max: 10, name: 'bench-rtt-tls' });
+    const dialer = tlsDialer({ ca });
+    const res = New('tcp', `${HOST}:${env.ports.tls}`, { pool });
+    const raw = tls.connect({ host: HOST, port: env.ports.tls, ca });
+    await once(raw, 'secureConnect');
+    const fresh = async (session) => {
+      const socket = tls.connect({ host: HOST, port: env.ports.tls, ca, session });
+      let ticket;
+      socket.on('session', (s) => {
+        ticket = s;
+      });
+      await once(socket, 'secureConnect');
+      await roundTrip(socket, payload);
+      const reused = socket.isSessionReused();
+      socket.destroy();
+      return { ticket, reused };
+    };
+    let session;
+    let resumed = 0;
+    let resumedTotal = 0;
+    const subjects = [
+      {
+        name: 'connpool',
+        ops: sizes.tlsKept,
+        warmupOps: sizes.keptWarmup,
+        async run(n) {
+          for (let i = 0; i < n; i++) {
+            const conn = await res.get(undefined, dialer);
+            await roundTrip(conn, payload);
+            conn.put();
+          }
+        },
+      },
+      {
+        name: 'raw kept-open',
+        ops: sizes.tlsKept,
+        warmupOps: sizes.keptWarmup,
+        async run(n) {
+          for (let i = 0; i < n; i++) await roundTrip(raw, payload);
+        },
+      },
+      {
+        name: 'fresh tls.connect',
+        ops: sizes.tlsFresh,
+        warmupOps: sizes.tlsFreshWarmup,
+        async run(n) {
+          for (let i = 0; i < n; i++) await fresh(undefined);
+        },
+      },
+      {
+        name: 'fresh, session resumed',
+        ops: sizes.tlsResumed,
+        warmupOps: sizes.tlsFreshWarmup,
+        async run(n) {
+          for (let i = 0; i < n; i++) {
+            const { ticket, reused } = await fresh(session);
+            if (ticket !== undefined) session = ticket;
+            resumedTotal++;
+            if (reused) resumed++;
+          }
+        },
+      },
+    ];
+    try {
+      const results = await interleave('round trips TLS', subjects, env.reps, { slices: env.sizes.roundTrip.slices });
+      out.push({
+        id: 'roundtrip-tls',
+        title: 'c. round trip, TLS 1.3',
+        unit: 'round trips/s',
+        subjects: results,
+        comparisons: [
+          speedup(results, 'connpool', 'raw kept-open', { op: '>=', value: 0.9 }),
+          speedup(results, 'connpool', 'fresh tls.connect'),
+          speedup(results, 'connpool', 'fresh, session resumed'),
+        ],
+        notes: { payload: payload.length, protocol: raw.getProtocol(), sessionsResumed: `${resumed}/${resumedTotal}` },
+      });
+    } finally {
+      await shut(pool, [res]);
+      await closeRaw(raw);
+    }
+  }
+  return out;
+}
+
+/** d. Bulk transfer through a PooledConn and through a raw socket, each direction. */
+export async function throughput(env) {
+  const { New, ResourcePool } = env.lib;
+  const { bytes, warmupBytes, chunk: chunkSize, slices } = env.sizes.throughput;
+  const chunk = Buffer.alloc(chunkSize, 0x42);
+  const pool = new ResourcePool({ max: 10, name: 'bench-throughput' });
+  const res = New('tcp', `${HOST}:${env.ports.bulk}`, { pool });
+  const raw = await connectRaw(env.ports.bulk);
+  const out = [];
+  try {
+    for (const direction of ['up', 'down']) {
+      const move = direction === 'up' ? (stream, n) => upload(stream, n, chunk) : (stream, n) => download(stream, n);
+      const subjects = [
+        {
+          name: 'connpool',
+          async run(n) {
+            const conn = await res.get();
+            await move(conn, n);
+            conn.put();
+          },
+        },
+        { name: 'raw socket', run: (n) => move(raw, n) },
+      ].map((s) => ({ ...s, ops: bytes, warmupOps: warmupBytes }));
+      const results = await interleave(`throughput ${direction}`, subjects, env.reps, { slices });
+      out.push({
+        id: `throughput-${direction}`,
+        title: `d. throughput ${direction}`,
+        unit: 'B/s',
+        subjects: results,
+        comparisons: [speedup(results, 'connpool', 'raw socket', { op: '>=', value: 0.95 })],
+        notes: { bytes, chunk: chunkSize, slices },
+      });
+    }
+  } finally {
+    await shut(pool, [res]);
+    await closeRaw(raw);
+  }
+  return out;
+}
+
+/** Sequential get+put, round-robin over `handles` (with `dialers[k]` when given). */
+function checkoutLoop(handles, dialers) {
+  const count = handles.length;
+  return async (n) => {
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const conn = await handles[k].get(undefined, dialers?.[k]);
+      conn.put();
+      if (++k === count) k = 0;
+    }
+  };
+}
+
+/** `count` handles spread evenly over `list`. */
+function spread(list, count) {
+  return Array.from({ length: Math.min(count, list.length) }, (_, i) => list[Math.floor((i * list.length) / Math.min(count, list.length))]);
+}
+
+async function scaleFigure(env, { id, what, small, large, build, describe }) {
+  const { ops, warmupOps } = env.sizes.scale;
+  const label = (n) => `connpool @ ${n.toLocaleString('en')} ${n === 1 ? what.replace(/s$/, '') : what}`;
+  log(`  scale ${what}: building ${small.toLocaleString('en')} and ${large.toLocaleString('en')}`);
+  const states = [];
+  try {
+    states.push(await build(small));
+    await settle();
+    states.push(await build(large));
+    await settle();
+    const subjects = states.map((state, i) => ({ name: label(i === 0 ? small : large), ops, warmupOps, run: state.run }));
+    const results = await interleave(`scale ${what}`, subjects, env.reps);
+    return {
+      id,
+      title: `e. scale: ${what}`,
+      unit: 'ops/s',
+      subjects: results,
+      comparisons: [cost(results, label(small), label(large), { op: '<=', value: 1.3 })],
+      notes: Object.assign({ ops, setup: describe }, ...states.map((s) => s.notes ?? {})),
+    };
+  } finally {
+    for (const state of states) await state.close();
+  }
+}
+
+/** e. connpool's checkout cost as handles, keys, aborted waiters and idle sockets grow. */
+export async function scale(env) {
+  const { New, ResourcePool, netDialer } = env.lib;
+  const address = `${HOST}:${env.ports.scale}`;
+  const sizes = env.sizes.scale;
+  const out = [];
+
+  out.push(
+    await scaleFigure(env, {
+      id: 'scale-handles',
+      what: 'handles',
+      describe: `${sizes.handles[0].toLocaleString('en')} vs ${sizes.handles[1].toLocaleString('en')} handles (max 10, one key)`,
+      small: sizes.handles[0],
+      large: sizes.handles[1],
+      async build(n) {
+        const pool = new ResourcePool({ max: 10, name: `bench-handles-${n}` });
+        const handles = Array.from({ length: n }, () => New('tcp', address, { pool }));
+        for (const handle of handles) (await handle.get()).put();
+        return { run: checkoutLoop(spread(handles, 10)), close: () => shut(pool, handles) };
+      },
+    }),
+  );
+
+  const baseDial = netDialer().dial;
+  out.push(
+    await scaleFigure(env, {
+      id: 'scale-keys',
+      what: 'keys',
+      describe: `${sizes.keys[0].toLocaleString('en')} vs ${sizes.keys[1].toLocaleString('en')} keys (one idle socket per key, custom dialer keys)`,
+      small: sizes.keys[0],
+      large: sizes.keys[1],
+      async build(n) {
+        const pool = new ResourcePool({ max: sizes.keys[1] + 10, name: `bench-keys-${n}` });
+        const dialers = Array.from({ length: n }, (_, i) => ({ key: `k${i}`, dial: baseDial }));
+        const handles = dialers.map(() => New('tcp', address, { pool }));
+        await inBatches(n, 200, async (i) => (await handles[i].get(undefined, dialers[i])).put());
+        const sample = spread(handles.map((h, i) => i), 10);
+        return {
+          run: checkoutLoop(
+            sample.map((i) => handles[i]),
+            sample.map((i) => dialers[i]),
+          ),
+          close: () => shut(pool, handles),
+        };
+      },
+    }),
+  );
+
+  out.push(
+    await scaleFigure(env, {
+      id: 'scale-waiters',
+      what: 'aborted waiters',
+      describe: `0 vs ${sizes.waiters[1].toLocaleString('en')} aborted waiters (max 10; gets aborted while every slot was held)`,
+      small: sizes.waiters[0],
+      large: sizes.waiters[1],
+      async build(n) {
+        const pool = new ResourcePool({ max: 10, name: `bench-waiters-${n}` });
+        const holders = Array.from({ length: 10 }, () => New('tcp', address, { pool }));
+        const held = await Promise.all(holders.map((h) => h.get()));
+        const waiters = Array.from({ length: n }, () => New('tcp', address, { pool }));
+        const controllers = waiters.map(() => new AbortController());
+        const queuedAt = performance.now();
+        const pending = waiters.map((w, i) => w.get(controllers[i].signal).then(
+          (conn) => {
+            conn.put();
+            return 'got';
+          },
+          (error) => error.code,
+        ));
+        const queuedMs = performance.now() - queuedAt;
+        const waiting = pool.stats().waiting;
+        const abortAt = performance.now();
+        for (const controller of controllers) controller.abort();
+        const outcomes = await Promise.all(pending);
+        const abortMs = performance.now() - abortAt;
+        const aborted = outcomes.filter((code) => code === 'ERR_RESOURCE_LIMIT_EXCEEDED').length;
+        for (const conn of held) conn.put();
+        const notes =
+          n === 0
+            ? {}
+            : {
+                waitersQueued: waiting,
+                waitersAborted: aborted,
+                queueMs: Math.round(queuedMs),
+                abortMs: Math.round(abortMs),
+                waitingAfter: pool.stats().waiting,
+              };
+        return {
+          run: checkoutLoop(holders),
+          notes,
+          // Referencing the aborted waiters' handles and signals keeps them reachable while measuring.
+          close: () => shut(pool, [...holders, ...waiters.slice(0, controllers.length)]),
+        };
+      },
+    }),
+  );
+
+  out.push(
+    await scaleFigure(env, {
+      id: 'scale-idle',
+      what: 'idle sockets',
+      describe: `0 vs ${sizes.idle[1].toLocaleString('en')} idle sockets (one key)`,
+      small: sizes.idle[0],
+      large: sizes.idle[1],
+      async build(n) {
+        const pool = new ResourcePool({ max: sizes.idle[1] + 20, name: `bench-idle-${n}` });
+        const population = Array.from({ length: n }, () => New('tcp', address, { pool }));
+        const conns = new Array(n);
+        await inBatches(n, 200, async (i) => {
+          conns[i] = await population[i].get();
+        });
+        for (const conn of conns) conn.put();
+        const measured = Array.from({ length: 10 }, () => New('tcp', address, { pool }));
+        for (const handle of measured) (await handle.get()).put();
+        return {
+          run: checkoutLoop(measured),
+          notes: n === 0 ? {} : { idleSockets: pool.stats().idle },
+          close: () => shut(pool, [...population, ...measured]),
+        };
+      },
+    }),
+  );
+  return out;
+}
