@@ -6,6 +6,8 @@ import type { PooledSocket } from './idle.js';
 
 type WriteCallback = (error?: Error | null) => void;
 
+const DUPLEX_OPTIONS = { readableHighWaterMark: 0 };
+
 const OUT = 0;
 const PUT = 1;
 const CLOSED = 2;
@@ -49,7 +51,7 @@ export class PooledConn extends Duplex {
   constructor(pooled: PooledSocket, owner: object, trace?: Error) {
     // No read-ahead: _read() is called only for a consumer, which then pins
     // the connection to its socket until data comes (see PooledSocket).
-    super({ readableHighWaterMark: 0 });
+    super(DUPLEX_OPTIONS);
     this.#pooled = pooled;
     this.#socket = pooled.socket;
     pooled.lend(this, owner, trace);

@@ -101,14 +101,17 @@ export class IdleIndex {
 const leaks = new FinalizationRegistry<Lease>((lease) => lease.pooled.reclaimLeak(lease));
 
 /**
- * One lending of a socket to a connection. The leak registry holds it for the
- * connection, so a stale registration (the connection was put long ago, the
- * socket lent again since) is recognised and ignored (E9).
+ * One lending of a socket to a connection, made when the connection is
+ * registered for leak detection. The registry holds it for the connection,
+ * so a stale registration (the connection was put long ago, the socket lent
+ * again since) is recognised and ignored (E9).
  */
 export class Lease {
-  /** Where the borrower got the socket, when leak tracing is on. */
-  trace: Error | undefined = undefined;
-  constructor(readonly pooled: PooledSocket) {}
+  constructor(
+    readonly pooled: PooledSocket,
+    /** Where the borrower got the socket, when leak tracing is on. */
+    readonly trace: Error | undefined,
+  ) {}
 }
 
 /**
@@ -133,7 +136,7 @@ export class Lease {
 export class PooledSocket extends Seat {
   /** The handle that last took the socket, which prefers it (E4). */
   owner: object | undefined = undefined;
-  /** The current lending; undefined while idle or closing. */
+  /** The current lending, once its connection is registered for leak detection. */
   lease: Lease | undefined = undefined;
   /** Lent and not yet put or closed by its user (who may hold it after an error closed the socket). */
   isOut = false;
@@ -146,6 +149,9 @@ export class PooledSocket extends Seat {
   nextLent: PooledSocket | undefined = undefined;
   /** The connection: held from lending until it is watched for leaks, then while it wants data (or has a timeout set). */
   #user: Duplex | undefined = undefined;
+  #isLent = false;
+  /** Where the current borrower got the socket, when leak tracing is on. */
+  #trace: Error | undefined = undefined;
   /** Lent, and its connection not yet registered for leak detection. */
   #isAnchored = false;
   /** A leak sweep has seen it anchored once: at the next it is registered. */
@@ -180,9 +186,8 @@ export class PooledSocket extends Seat {
     this.owner = owner;
     this.isOut = true;
     this.#user = user;
-    this.#isAnchored = true;
-    this.lease = new Lease(this);
-    this.lease.trace = trace;
+    this.#isLent = this.#isAnchored = true;
+    this.#trace = trace;
     this.stack.index.lent(this);
     this.socket.ref();
   }
@@ -195,7 +200,8 @@ export class PooledSocket extends Seat {
       return;
     }
     this.#isAnchored = false;
-    leaks.register(this.#user!, this.lease!);
+    this.lease = new Lease(this, this.#trace);
+    leaks.register(this.#user!, this.lease);
     if (!this.#isWanted && !this.#isTimeoutPinned) this.#user = undefined;
   }
 
@@ -287,10 +293,10 @@ export class PooledSocket extends Seat {
   }
 
   #unlend(): void {
-    if (this.lease === undefined) return;
+    if (!this.#isLent) return;
     this.stack.index.returned(this);
-    this.lease = this.#user = this.#parked = this.#parkedError = undefined;
-    this.#isAnchored = this.#isSeenBySweep = this.#isWanted = this.#isTimeoutPinned = this.#isEndParked = false;
+    this.lease = this.#user = this.#trace = this.#parked = this.#parkedError = undefined;
+    this.#isLent = this.#isAnchored = this.#isSeenBySweep = this.#isWanted = this.#isTimeoutPinned = this.#isEndParked = false;
   }
 
   /** Drops the socket if it is idle: the peer closed, reset or spoke out of turn (E1). */
@@ -304,7 +310,7 @@ export class PooledSocket extends Seat {
       this.#isWanted = false;
       if (!this.#isAnchored && !this.#isTimeoutPinned) this.#user = undefined;
       user.push(chunk);
-    } else if (this.lease !== undefined) {
+    } else if (this.#isLent) {
       (this.#parked ??= []).push(chunk);
       this.socket.pause();
     } else {
@@ -315,14 +321,14 @@ export class PooledSocket extends Seat {
   readonly #onEnd = (): void => {
     const user = this.#user;
     if (user !== undefined) user.push(null);
-    else if (this.lease !== undefined) this.#isEndParked = true;
+    else if (this.#isLent) this.#isEndParked = true;
     else this.#drop();
   };
 
   readonly #onError = (error: Error): void => {
     const user = this.#user;
     if (user !== undefined) user.destroy(error);
-    else if (this.lease !== undefined) this.#parkedError = error;
+    else if (this.#isLent) this.#parkedError = error;
     else this.#drop();
   };
 

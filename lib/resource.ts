@@ -6,7 +6,7 @@ import { PooledConn } from './conn.js';
 import { netDialer, NET_DIALER_KEY, type Dialer } from './dialers/net.js';
 import { ConnInUseError } from './errors.js';
 import { IdleIndex, PooledSocket, type IdleStack } from './idle.js';
-import { getResourcePool, ResourcePool, type Claimant } from './pool.js';
+import { getResourcePool, ResourcePool, type Claim, type Claimant } from './pool.js';
 
 /** Options of {@link New}. */
 export interface ConnResourceOptions {
@@ -15,7 +15,8 @@ export interface ConnResourceOptions {
 }
 
 const defaultDialer = netDialer();
-const debug = debuglog('connpool');
+/** NODE_DEBUG=connpool: record where every connection was got, for leak warnings. */
+const isDebugging = debuglog('connpool').enabled;
 /** Each pool's idle sockets, kept beside the pool so the pool itself knows nothing of sockets. */
 const indexes = new WeakMap<ResourcePool, IdleIndex>();
 
@@ -76,24 +77,38 @@ export class ConnResource {
    * @throws {ResourceLimitExceededError} `ERR_RESOURCE_LIMIT_EXCEEDED` if `signal` aborts while waiting.
    * Dial errors (`ECONNREFUSED`, `ETIMEDOUT`, TLS errors, ...) pass through; the slot is freed.
    */
-  async get(signal?: AbortSignal, dialerOrTimeout?: Dialer | number): Promise<PooledConn> {
-    if (this.#isGetting || this.#isOut()) throw new ConnInUseError();
-    this.#useDialer(dialerOrTimeout);
-    this.#isGetting = true;
-    const trace = this.#pool.traceLeaks || debug.enabled ? new Error('get() called here') : undefined;
+  get(signal?: AbortSignal, dialerOrTimeout?: Dialer | number): Promise<PooledConn> {
+    if (this.#isGetting || this.#isOut()) return Promise.reject(new ConnInUseError());
+    const trace = this.#pool.traceLeaks || isDebugging ? new Error('get() called here') : undefined;
+    let claim;
     try {
-      let claim = this.#pool.acquire(signal, this.#claimant);
+      this.#useDialer(dialerOrTimeout);
+      claim = this.#pool.acquire(signal, this.#claimant);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // An idle socket, taken at once: the hot path, without an async frame.
+    if (claim !== null && !(claim instanceof Promise)) return Promise.resolve(this.#lend(claim as PooledSocket, trace));
+    return this.#getInTurn(claim, signal, trace);
+  }
+
+  async #getInTurn(claim: Claim | Promise<Claim>, signal: AbortSignal | undefined, trace: Error | undefined): Promise<PooledConn> {
+    this.#isGetting = true;
+    try {
       if (claim instanceof Promise) claim = await claim;
-      const pooled = claim === null ? await this.#dial(signal) : (claim as PooledSocket);
-      if (this.#isCloseScheduled) {
-        this.#isCloseScheduled = false;
-        pooled.isDoomed = true;
-      }
-      this.#own = pooled;
-      return new PooledConn(pooled, this, trace);
+      return this.#lend(claim === null ? await this.#dial(signal) : (claim as PooledSocket), trace);
     } finally {
       this.#isGetting = false;
     }
+  }
+
+  #lend(pooled: PooledSocket, trace: Error | undefined): PooledConn {
+    if (this.#isCloseScheduled) {
+      this.#isCloseScheduled = false;
+      pooled.isDoomed = true;
+    }
+    this.#own = pooled;
+    return new PooledConn(pooled, this, trace);
   }
 
   /** The seed's name for {@link get} with a dialer. */
