@@ -24,13 +24,17 @@ export abstract class Seat {
 }
 
 /**
- * A party waiting for a seat. `reuse()` is called synchronously once a seat is
- * free: it returns one of its own idle seats (unlinked from its own indexes),
- * or `undefined` to be given a fresh seat to open something in.
+ * A party asking for a seat. Once one is free, `reuse()` is called
+ * synchronously: it returns one of its own idle seats (unlinked from its own
+ * indexes), or `undefined` to be given a fresh seat to open something in.
+ * `seated()` then turns the claim into what the caller gets; `abandoned()` is
+ * called instead if the caller is turned away (aborted, pool closed, queue full).
  * @internal
  */
-export interface Claimant {
+export interface Claimant<T> {
   reuse(): Seat | undefined;
+  seated(claim: Claim | Promise<Claim>): T | Promise<T>;
+  abandoned(): void;
 }
 
 /** What a claimant gets: an idle seat to reuse, or `null` for a fresh one. @internal */
@@ -117,7 +121,7 @@ export class ResourcePool {
   /** Idle seats, least recently used first. */
   #lruFirst: Seat | undefined = undefined;
   #lruLast: Seat | undefined = undefined;
-  readonly #queue: SlotQueue<Claimant, Claim>;
+  readonly #queue: SlotQueue<Claimant<unknown>, unknown>;
   readonly #idleTimeout: number;
   readonly #maxLifetime: number;
   readonly #maxWaiting: number;
@@ -145,9 +149,9 @@ export class ResourcePool {
       throw new RangeError(`maxWaiting must be an integer >= 0, received ${describe(maxWaiting)}`);
     }
     this.#maxWaiting = maxWaiting;
-    this.#queue = new SlotQueue<Claimant, Claim>(
+    this.#queue = new SlotQueue<Claimant<unknown>, unknown>(
       () => this.#inUse + this.#releasing < this.max,
-      (claimant) => this.#claim(claimant),
+      (claimant) => claimant.seated(this.#claim(claimant)),
     );
   }
 
@@ -191,18 +195,16 @@ export class ResourcePool {
 
   /**
    * Takes a seat for `claimant`: at once when one is free and nobody waits,
-   * else in turn. Resolves with the idle seat it reused or `null` for a fresh
-   * seat, which the caller must fill, or give back with {@link vacate}.
+   * else in turn. The result is what `claimant.seated()` makes of the claim:
+   * an idle seat it reused, or `null` for a fresh seat, which it must fill
+   * or give back with {@link vacate}.
    * @internal
    */
-  acquire(signal: AbortSignal | undefined, claimant: Claimant): Claim | Promise<Claim> {
-    if (this.#queue.size === 0 && this.#inUse + this.#releasing < this.max) {
-      if (this.#closing !== undefined) return Promise.reject(new PoolClosedError());
-      return this.#claim(claimant);
-    }
-    if (this.#closing !== undefined) return Promise.reject(new PoolClosedError());
-    if (this.#queue.size >= this.#maxWaiting) return Promise.reject(new QueueFullError());
-    return this.#queue.wait(signal, claimant);
+  acquire<T>(signal: AbortSignal | undefined, claimant: Claimant<T>): T | Promise<T> {
+    if (this.#closing !== undefined) return turnAway(claimant, new PoolClosedError());
+    if (this.#queue.size === 0 && this.#inUse + this.#releasing < this.max) return claimant.seated(this.#claim(claimant));
+    if (this.#queue.size >= this.#maxWaiting) return turnAway(claimant, new QueueFullError());
+    return this.#queue.wait(signal, claimant) as Promise<T>;
   }
 
   /**
@@ -303,7 +305,7 @@ export class ResourcePool {
     return Math.min(1_000, Math.max(5, shortest / 4));
   }
 
-  #claim(claimant: Claimant): Claim | Promise<Claim> {
+  #claim(claimant: Claimant<unknown>): Claim | Promise<Claim> {
     const reused = claimant.reuse();
     if (reused !== undefined) {
       this.#unlinkIdle(reused);
@@ -341,6 +343,11 @@ export class ResourcePool {
     seat.lruPrev = seat.lruNext = undefined;
     this.#idle--;
   }
+}
+
+function turnAway(claimant: Claimant<unknown>, error: Error): Promise<never> {
+  claimant.abandoned();
+  return Promise.reject(error);
 }
 
 /** An optional duration option in ms: 0 when off. */
@@ -383,7 +390,7 @@ export class Resource {
   readonly #pool: ResourcePool;
   readonly #allocateReleaser: AllocateReleaser;
   readonly #seat: ResourceSeat;
-  readonly #claimant: Claimant;
+  readonly #claimant: Claimant<Claim>;
   /** A caller holds it: from get() until put() or release(). */
   #isOut = false;
   /** Allocated and kept on the pool's idle list. */
@@ -406,6 +413,8 @@ export class Resource {
         this.#isIdle = false;
         return this.#seat;
       },
+      seated: (claim) => claim,
+      abandoned: () => {},
     };
   }
 

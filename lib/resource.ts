@@ -32,7 +32,7 @@ export class ConnResource {
   readonly address: string;
   readonly #pool: ResourcePool;
   readonly #index: IdleIndex;
-  readonly #claimant: Claimant;
+  readonly #claimant: Claimant<PooledConn>;
   /** The dialer of the current or last get(), and its idle key. */
   #dialer: Dialer = defaultDialer;
   #key: string;
@@ -44,7 +44,10 @@ export class ConnResource {
    * reference to the connection itself, so a dropped one can be collected (E9).
    */
   #own: PooledSocket | undefined = undefined;
+  /** A get() is in progress; its signal and leak trace. */
   #isGetting = false;
+  #signal: AbortSignal | undefined = undefined;
+  #trace: Error | undefined = undefined;
   #isCloseScheduled = false;
 
   /** Use {@link New}. */
@@ -59,7 +62,11 @@ export class ConnResource {
     if (index === undefined) indexes.set(pool, (index = new IdleIndex()));
     this.#index = index;
     this.#key = `${network}|${address}|${NET_DIALER_KEY}`;
-    this.#claimant = { reuse: () => this.#reuse() };
+    this.#claimant = {
+      reuse: () => this.#reuse(),
+      seated: (claim) => this.#seated(claim),
+      abandoned: () => this.#abandoned(),
+    };
   }
 
   /**
@@ -79,36 +86,50 @@ export class ConnResource {
    */
   get(signal?: AbortSignal, dialerOrTimeout?: Dialer | number): Promise<PooledConn> {
     if (this.#isGetting || this.#isOut()) return Promise.reject(new ConnInUseError());
-    const trace = this.#pool.traceLeaks || isDebugging ? new Error('get() called here') : undefined;
-    let claim;
     try {
       this.#useDialer(dialerOrTimeout);
-      claim = this.#pool.acquire(signal, this.#claimant);
     } catch (error) {
       return Promise.reject(error);
     }
-    // An idle socket, taken at once: the hot path, without an async frame.
-    if (claim !== null && !(claim instanceof Promise)) return Promise.resolve(this.#lend(claim as PooledSocket, trace));
-    return this.#getInTurn(claim, signal, trace);
+    this.#isGetting = true;
+    this.#signal = signal;
+    this.#trace = this.#pool.traceLeaks || isDebugging ? new Error('get() called here') : undefined;
+    const conn = this.#pool.acquire(signal, this.#claimant);
+    // An idle socket taken at once (the hot path) or in turn comes without an async frame.
+    return conn instanceof PooledConn ? Promise.resolve(conn) : conn;
   }
 
-  async #getInTurn(claim: Claim | Promise<Claim>, signal: AbortSignal | undefined, trace: Error | undefined): Promise<PooledConn> {
-    this.#isGetting = true;
+  /** Turns the seat the pool gave into a connection: the idle socket it reused, or a dial. */
+  #seated(claim: Claim | Promise<Claim>): PooledConn | Promise<PooledConn> {
+    if (claim !== null && !(claim instanceof Promise)) return this.#lend(claim as PooledSocket);
+    return this.#dialInto(claim, this.#signal);
+  }
+
+  async #dialInto(claim: null | Promise<Claim>, signal: AbortSignal | undefined): Promise<PooledConn> {
     try {
-      if (claim instanceof Promise) claim = await claim;
-      return this.#lend(claim === null ? await this.#dial(signal) : (claim as PooledSocket), trace);
-    } finally {
-      this.#isGetting = false;
+      await claim; // an eviction to finish
+      return this.#lend(await this.#dial(signal));
+    } catch (error) {
+      this.#abandoned();
+      throw error;
     }
   }
 
-  #lend(pooled: PooledSocket, trace: Error | undefined): PooledConn {
+  #lend(pooled: PooledSocket): PooledConn {
     if (this.#isCloseScheduled) {
       this.#isCloseScheduled = false;
       pooled.isDoomed = true;
     }
     this.#own = pooled;
+    const trace = this.#trace;
+    this.#abandoned();
     return new PooledConn(pooled, this, trace);
+  }
+
+  /** The get() in progress is over, whatever came of it. */
+  #abandoned(): void {
+    this.#isGetting = false;
+    this.#signal = this.#trace = undefined;
   }
 
   /** The seed's name for {@link get} with a dialer. */

@@ -29,7 +29,7 @@ class Waiter<C, T> {
  * One p-limit task per burst of waiting rather than one per waiter: a
  * p-limit task costs about as much as a whole contended get() should.
  */
-export class SlotQueue<C, T> {
+export class SlotQueue<C extends { abandoned(): void }, T> {
   readonly #gate = pLimit(1);
   readonly #hasRoom: () => boolean;
   readonly #admit: (claimant: C) => T | PromiseLike<T>;
@@ -43,6 +43,7 @@ export class SlotQueue<C, T> {
   /**
    * @param hasRoom whether the pool can take one more caller now.
    * @param admit takes the room for a claimant, synchronously; its result settles the wait.
+   *   A claimant turned away (aborted, or all rejected) is told with `abandoned()`.
    */
   constructor(hasRoom: () => boolean, admit: (claimant: C) => T | PromiseLike<T>) {
     this.#hasRoom = hasRoom;
@@ -59,7 +60,10 @@ export class SlotQueue<C, T> {
    * `signal` aborts first (at once if it already has).
    */
   wait(signal: AbortSignal | undefined, claimant: C): Promise<T> {
-    if (signal?.aborted) return Promise.reject(new ResourceLimitExceededError({ cause: signal.reason }));
+    if (signal?.aborted) {
+      claimant.abandoned();
+      return Promise.reject(new ResourceLimitExceededError({ cause: signal.reason }));
+    }
     return new Promise<T>((resolve, reject) => {
       const waiter = new Waiter(claimant, resolve, reject);
       this.#append(waiter);
@@ -85,6 +89,7 @@ export class SlotQueue<C, T> {
     while (this.#first !== undefined) {
       const waiter = this.#first;
       this.#unlink(waiter);
+      waiter.claimant.abandoned();
       waiter.reject(error);
     }
     this.#resume();
@@ -109,6 +114,7 @@ export class SlotQueue<C, T> {
   #abandon(waiter: Waiter<C, T>, reason: unknown): void {
     this.#unlink(waiter);
     if (this.#first === undefined) this.#resume();
+    waiter.claimant.abandoned();
     waiter.reject(new ResourceLimitExceededError({ cause: reason }));
   }
 
