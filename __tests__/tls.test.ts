@@ -82,3 +82,16 @@ test('each tlsDialer() has its own key; dialers given the same poolKey share idl
   separate.put();
   expect(pool.stats()).toMatchObject({ idle: 2 });
 });
+
+test('a new connection through the same dialer resumes the TLS session of the last one', async () => {
+  const dialer = tlsDialer({ ca: certs.ca });
+  const res = New('tcp', server.address, { pool });
+  const first = await res.get(undefined, dialer);
+  expect(await roundTrip(first, 'ticket')).toBe('ticket'); // TLS 1.3 tickets come after the handshake
+  await first.close();
+  const second = await res.get(undefined, dialer);
+  expect(second.authorized).toBe(true);
+  expect(await roundTrip(second, 'resumed')).toBe('resumed');
+  expect(server.resumed).toBeGreaterThanOrEqual(1);
+  second.put();
+});

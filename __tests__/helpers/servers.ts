@@ -13,6 +13,8 @@ export interface TestServer {
   readonly sockets: Set<net.Socket>;
   /** Connections accepted so far. */
   accepted: number;
+  /** TLS connections that resumed a session. */
+  resumed: number;
   close(): Promise<void>;
 }
 
@@ -27,6 +29,7 @@ async function track(server: net.Server, handler: Handler): Promise<TestServer> 
     port: 0,
     sockets,
     accepted: 0,
+    resumed: 0,
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
@@ -35,6 +38,7 @@ async function track(server: net.Server, handler: Handler): Promise<TestServer> 
   };
   server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: net.Socket) => {
     state.accepted++;
+    if (socket instanceof tls.TLSSocket && socket.isSessionReused()) state.resumed++;
     sockets.add(socket);
     socket.on('error', () => {});
     socket.on('close', () => sockets.delete(socket));

@@ -18,11 +18,17 @@ export interface TlsDialerOptions extends Omit<ConnectionOptions, 'host' | 'port
 
 let dialers = 0;
 
+/** Session tickets kept per dialer: one per address, for this many addresses at most. */
+const MAX_SESSIONS = 1_000;
+
 /**
  * The built-in TLS dialer. Each dialer gets its own pool key unless
  * `poolKey` is given, so its connections are never handed to callers of
  * another dialer (or of plain TCP). The TLS settings are turned into one
- * `SecureContext`, built once; `servername` defaults to the host name.
+ * `SecureContext`, built once; `servername` defaults to the host name. The
+ * dialer keeps the last session ticket of each address, so that a new
+ * connection (after an eviction, say) resumes the session instead of making
+ * a full handshake.
  *
  * @example
  * ```ts
@@ -33,12 +39,25 @@ let dialers = 0;
 export function tlsDialer(options: TlsDialerOptions = {}): Dialer {
   const { timeout = 0, poolKey, secureContext, ...tlsOptions } = options;
   const context: SecureContext = secureContext ?? createSecureContext(tlsOptions);
+  const sessions = new Map<string, Buffer>();
+  const keep = (address: string, session: Buffer): void => {
+    sessions.delete(address);
+    sessions.set(address, session);
+    if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
+  };
   return {
     key: poolKey ?? `tls#${++dialers}`,
     dial(network, address, signal) {
       const endpoint = parseAddress(network, address);
       const servername = tlsOptions.servername ?? ('host' in endpoint && isIP(endpoint.host) === 0 ? endpoint.host : undefined);
-      const socket = connect({ ...tlsOptions, ...connectTarget(endpoint), servername, secureContext: context });
+      const socket = connect({
+        ...tlsOptions,
+        ...connectTarget(endpoint),
+        servername,
+        secureContext: context,
+        session: tlsOptions.session ?? sessions.get(address),
+      });
+      socket.on('session', (session: Buffer) => keep(address, session));
       return whenReady(socket, 'secureConnect', timeout, address, signal);
     },
   };
