@@ -1,9 +1,6 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 
 /** A server on 127.0.0.1 with its accepted sockets at hand. */
@@ -67,35 +64,9 @@ export async function refusedAddress(): Promise<string> {
   return server.address;
 }
 
-export interface Certs {
-  ca: Buffer;
-  key: Buffer;
-  cert: Buffer;
-}
-
-/** A private CA and a server certificate for localhost and 127.0.0.1, made with openssl. */
-export function makeCerts(): Certs {
-  const dir = mkdtempSync(join(tmpdir(), 'connpool-certs-'));
-  const run = (...args: string[]): void => {
-    execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  };
-  try {
-    run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-      '-subj', '/CN=connpool test CA', '-keyout', 'ca.key', '-out', 'ca.pem');
-    run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr');
-    writeFileSync(join(dir, 'san.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-    run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
-      '-extfile', 'san.cnf', '-out', 'server.pem');
-    return {
-      ca: readFileSync(join(dir, 'ca.pem')),
-      key: readFileSync(join(dir, 'server.key')),
-      cert: readFileSync(join(dir, 'server.pem')),
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+// The examples make their TLS certificates and echo round trips the same way.
+export { makeCerts, roundTrip, type Certs } from '../../examples/support/servers.js';
+import type { Certs } from '../../examples/support/servers.js';
 
 /** Socket file descriptors this process has open now (Linux). */
 export function openSocketFds(): number {
@@ -148,15 +119,4 @@ export async function until(predicate: () => boolean, what = 'condition'): Promi
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
   throw new Error(`gave up waiting for ${what}`);
-}
-
-/** Writes `text` and reads until as many bytes came back. */
-export async function roundTrip(conn: Duplex, text: string): Promise<string> {
-  conn.write(text);
-  let received = '';
-  for await (const chunk of conn) {
-    received += String(chunk);
-    if (received.length >= text.length) break;
-  }
-  return received;
 }
