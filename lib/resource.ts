@@ -75,9 +75,10 @@ export class ConnResource {
    *
    * @param signal gives up the wait when it aborts (`ERR_RESOURCE_LIMIT_EXCEEDED`);
    *   an abort during the dial rejects at once with its reason. No signal: wait
-   *   as long as it takes. An already aborted signal (`AbortSignal.abort()`)
-   *   gets a connection only if no wait for a slot is needed: idle, or dialed
-   *   within the dialer's own timeout.
+   *   as long as it takes. A signal already aborted when get() is called
+   *   (`AbortSignal.abort()`, the seed's immediate canceler) gets a connection
+   *   only if no wait for a slot is needed: an idle one, or one dialed within
+   *   the dialer's own timeout.
    * @param dialerOrTimeout a {@link Dialer}, or the connect timeout in ms of the
    *   built-in TCP dialer (0 or less: the OS's own).
    * @throws {ConnInUseError} `ERR_CONN_IN_USE` if this handle's connection is still out.
@@ -92,7 +93,8 @@ export class ConnResource {
       return Promise.reject(error);
     }
     this.#isGetting = true;
-    this.#signal = signal;
+    // Aborted before the call: the seed's immediate canceler, which only forbids waiting for a slot.
+    this.#signal = signal?.aborted ? undefined : signal;
     this.#trace = this.#pool.traceLeaks || isDebugging ? new Error('get() called here') : undefined;
     const conn = this.#pool.acquire(signal, this.#claimant);
     // An idle socket taken at once (the hot path) or in turn comes without an async frame.
@@ -191,9 +193,7 @@ export class ConnResource {
   async #dial(signal: AbortSignal | undefined): Promise<PooledSocket> {
     const controller = new AbortController();
     const dialing = startDial(this.#dialer, this.network, this.address, controller.signal);
-    // A signal aborted before the dial began only limited the wait for a slot (S2).
-    const isBounded = signal !== undefined && !signal.aborted;
-    const socket = await (isBounded ? this.#raceAbort(dialing, signal, controller) : dialing).catch(
+    const socket = await (signal === undefined ? dialing : this.#raceAbort(dialing, signal, controller)).catch(
       (error: unknown) => {
         if (error !== orphaned) this.#pool.vacate();
         throw error === orphaned ? signal!.reason : error;
@@ -211,6 +211,7 @@ export class ConnResource {
         reject(orphaned);
         this.#orphan(dialing, controller, signal.reason);
       };
+      if (signal.aborted) return abandon(); // during the wait for an eviction
       listening = onAbort(signal, abandon);
       dialing.then(
         (socket) => {
