@@ -372,6 +372,67 @@ export async function roundTrips(env) {
   return out;
 }
 
+/**
+ * c. Fresh TLS dials, one 32-byte round trip each: through tlsDialer (its one
+ * SecureContext; a full handshake, then with the session resumed) against
+ * tls.connect with a shared SecureContext.
+ */
+export async function tlsDials(env) {
+  const { New, ResourcePool, tlsDialer } = env.lib;
+  const { ca } = env.credentials;
+  const sizes = env.sizes.roundTrip;
+  const payload = Buffer.alloc(32, 0x61);
+  const address = `${HOST}:${env.ports.tls}`;
+  const pool = new ResourcePool({ max: 10, name: 'bench-tls-dials' });
+  const secureContext = tls.createSecureContext({ ca });
+  const dialThrough = (dialer) => {
+    const res = New('tcp', address, { pool });
+    return async (n) => {
+      for (let i = 0; i < n; i++) {
+        const conn = await res.get(undefined, dialer);
+        await roundTrip(conn, payload);
+        await conn.close(); // the next get() dials again
+      }
+    };
+  };
+  const subjects = [
+    { name: 'connpool, full handshake', ops: sizes.tlsFresh, warmupOps: sizes.tlsFreshWarmup, run: dialThrough(tlsDialer({ ca, resumeSessions: false })) },
+    { name: 'connpool, resumed', ops: sizes.tlsResumed, warmupOps: sizes.tlsFreshWarmup, run: dialThrough(tlsDialer({ ca })) },
+    {
+      name: 'tls.connect, shared context',
+      ops: sizes.tlsFresh,
+      warmupOps: sizes.tlsFreshWarmup,
+      async run(n) {
+        for (let i = 0; i < n; i++) {
+          const socket = tls.connect({ host: HOST, port: env.ports.tls, secureContext });
+          await once(socket, 'secureConnect');
+          await roundTrip(socket, payload);
+          socket.destroy();
+          await once(socket, 'close');
+        }
+      },
+    },
+  ];
+  try {
+    const results = await interleave('fresh TLS dials', subjects, env.reps, { slices: sizes.slices });
+    return [
+      {
+        id: 'tls-dials',
+        title: 'c. fresh TLS dials',
+        unit: 'dials/s',
+        subjects: results,
+        comparisons: [
+          speedup(results, 'connpool, full handshake', 'tls.connect, shared context', { op: '>=', value: 0.95 }),
+          speedup(results, 'connpool, resumed', 'connpool, full handshake', { op: '>=', value: 1.3 }),
+        ],
+        notes: { payload: payload.length },
+      },
+    ];
+  } finally {
+    await shut(pool, []);
+  }
+}
+
 /** d. Bulk transfer through a PooledConn and through a raw socket, each direction. */
 export async function throughput(env) {
   const { New, ResourcePool } = env.lib;

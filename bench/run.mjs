@@ -3,7 +3,7 @@
 //   --smoke (or BENCH_SMOKE=1)  tiny sizes, one repetition, no targets asserted;
 //                               BENCHMARKS.md and results.svg go to a temp directory
 //   --reps N                    repetitions per subject (default 7; smoke 1)
-//   --only a,b                  figures to run: checkout, contended, roundtrip, throughput, scale
+//   --only a,b                  figures to run: checkout, contended, roundtrip, tlsdials, throughput, scale
 //   --out DIR                   where to write BENCHMARKS.md (results.svg goes to DIR/bench)
 //
 // stdout: the table, then one JSON line per figure. Progress goes to stderr.
@@ -51,6 +51,7 @@ const FIGURES = {
   checkout: figures.checkout,
   contended: figures.contended,
   roundtrip: figures.roundTrips,
+  tlsdials: figures.tlsDials,
   throughput: figures.throughput,
   scale: figures.scale,
 };

@@ -14,6 +14,12 @@ export interface TlsDialerOptions extends Omit<ConnectionOptions, 'host' | 'port
    * @default a key unique to this dialer
    */
   poolKey?: string;
+  /**
+   * Keep each address's last session ticket and offer it on the next dial, so
+   * that new connections resume instead of making a full handshake.
+   * @default true
+   */
+  resumeSessions?: boolean;
 }
 
 let dialers = 0;
@@ -37,7 +43,7 @@ const MAX_SESSIONS = 1_000;
  * ```
  */
 export function tlsDialer(options: TlsDialerOptions = {}): Dialer {
-  const { timeout = 0, poolKey, secureContext, ...tlsOptions } = options;
+  const { timeout = 0, poolKey, resumeSessions = true, secureContext, ...tlsOptions } = options;
   const context: SecureContext = secureContext ?? createSecureContext(tlsOptions);
   const sessions = new Map<string, Buffer>();
   const keep = (address: string, session: Buffer): void => {
@@ -57,7 +63,7 @@ export function tlsDialer(options: TlsDialerOptions = {}): Dialer {
         secureContext: context,
         session: tlsOptions.session ?? sessions.get(address),
       });
-      socket.on('session', (session: Buffer) => keep(address, session));
+      if (resumeSessions) socket.on('session', (session: Buffer) => keep(address, session));
       return whenReady(socket, 'secureConnect', timeout, address, signal);
     },
   };
