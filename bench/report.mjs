@@ -27,8 +27,15 @@ function shortfall(comparison) {
   return `${((100 * Math.abs(ratio - target.value)) / target.value).toFixed(0)}%`;
 }
 
+/** What a speedup compares against: its row, or both sides when it is shown elsewhere. */
+function against(comparison) {
+  return comparison.note === undefined ? comparison.row : comparison.label;
+}
+
 function formatRatio(comparison) {
-  return comparison.kind === 'cost' ? `cost ×${comparison.ratio.toFixed(2)}` : `${comparison.ratio.toFixed(2)}×`;
+  if (comparison.kind === 'cost') return `cost ×${comparison.ratio.toFixed(2)}`;
+  const ratio = `${comparison.ratio.toFixed(2)}×`;
+  return comparison.note === undefined ? ratio : `${ratio} (this ${comparison.note})`;
 }
 
 function formatTarget(target) {
@@ -104,13 +111,13 @@ export function jsonLines(results, { smoke }) {
     };
     if (result.unit === 'B/s') line.MiBPerSec = +(main.median / MiB).toFixed(1);
     line.unit = result.unit === 'B/s' ? 'bytes/s' : result.unit;
-    line.ratio = Object.fromEntries(result.comparisons.map((c) => [c.kind === 'cost' ? 'costLargeOverSmall' : c.row, +c.ratio.toFixed(3)]));
+    line.ratio = Object.fromEntries(result.comparisons.map((c) => [c.kind === 'cost' ? 'costLargeOverSmall' : against(c), +c.ratio.toFixed(3)]));
     line.subjects = Object.fromEntries(result.subjects.map((s) => [s.name, Math.round(s.median)]));
     line.samples = result.subjects[0].samples.length;
     const targets = result.comparisons.filter((c) => c.target);
     if (targets.length > 0) {
       line.targets = targets.map((c) => ({
-        vs: c.kind === 'cost' ? 'cost ratio' : c.row,
+        vs: c.kind === 'cost' ? 'cost ratio' : against(c),
         op: c.target.op,
         value: c.target.value,
         ratio: +c.ratio.toFixed(3),
@@ -127,7 +134,7 @@ export function misses(results) {
   for (const result of results) {
     for (const c of result.comparisons) {
       if (c.target && !isMet(c)) {
-        out.push(`${result.title}: ${c.kind === 'cost' ? `cost ratio ${c.ratio.toFixed(2)}` : `connpool ÷ ${c.row} = ${c.ratio.toFixed(2)}`} vs target ${formatTarget(c.target)} (off by ${shortfall(c)})`);
+        out.push(`${result.title}: ${c.kind === 'cost' ? `cost ratio ${c.ratio.toFixed(2)}` : `${c.note === undefined ? `connpool ÷ ${c.row}` : c.label} = ${c.ratio.toFixed(2)}`} vs target ${formatTarget(c.target)} (off by ${shortfall(c)})`);
       }
     }
   }
@@ -147,7 +154,7 @@ export function svgChart(results, { smoke, subtitle }) {
       const name =
         c.kind === 'cost'
           ? `${result.title.replace(/^e\. /, '')} ${result.subjects.map((x) => x.name.replace(/^connpool @ /, '').split(' ')[0]).join(' → ')}`
-          : `${result.id} vs ${c.row}`;
+          : `${result.id} vs ${against(c)}`;
       bars.push({ name, ratio: c.ratio, target: c.target, met: isMet(c), kind: c.kind });
     }
   }

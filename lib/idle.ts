@@ -159,7 +159,7 @@ export class PooledSocket extends Seat {
   /** The connection asked for data (_read) and has not had any since. */
   #isWanted = false;
   #isTimeoutPinned = false;
-  /** Chunks, EOF and an error that arrived while nothing was pinned. */
+  /** Chunks, EOF and an error that arrived while the connection did not want data. */
   #parked: Buffer[] | undefined = undefined;
   #isEndParked = false;
   #parkedError: Error | undefined = undefined;
