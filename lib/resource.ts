@@ -5,7 +5,7 @@ import { describe, parseAddress, type Network } from './address.js';
 import { PooledConn } from './conn.js';
 import { netDialer, NET_DIALER_KEY, type Dialer } from './dialers/net.js';
 import { ConnInUseError } from './errors.js';
-import { IdleIndex, PooledSocket, type IdleStack } from './idle.js';
+import { IdleIndex, PooledSocket } from './idle.js';
 import { getResourcePool, ResourcePool, type Claim, type Claimant } from './pool.js';
 
 /** Options of {@link New}. */
