@@ -1,3 +1,6 @@
+import { describe } from './address.js';
+import { invalidArgType } from './errors.js';
+
 type Listener = () => void;
 
 /**
@@ -37,4 +40,20 @@ export function onAbort(signal: AbortSignal, listener: Listener): Disposable {
       signal.removeEventListener('abort', subscribed);
     },
   };
+}
+
+/**
+ * The `signal` argument of a `get()`: an `AbortSignal`, or none (`undefined`,
+ * or `null` as Go's nil channel).
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for anything else, such as a
+ *   Go-style timeout passed where the signal goes.
+ */
+export function checkSignal(value: unknown): AbortSignal | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value instanceof AbortSignal) return value;
+  const hint =
+    typeof value === 'number'
+      ? ': to bound the wait, pass AbortSignal.timeout(ms); to bound the dial, pass the timeout second, get(signal, ms)'
+      : '';
+  throw invalidArgType(`signal must be an AbortSignal or undefined, received ${describe(value)}${hint}`);
 }

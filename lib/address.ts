@@ -12,6 +12,7 @@ export type Endpoint =
 const FAMILIES: Readonly<Record<string, 0 | 4 | 6>> = { tcp: 0, tcp4: 4, tcp6: 6 };
 const HOSTNAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?$/;
 const PORT = /^[0-9]{1,5}$/;
+const URL_SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 
 /**
  * Validates `network` and `address` and says where to connect.
@@ -27,6 +28,9 @@ export function parseAddress(network: string, address: string): Endpoint {
       throw new InvalidAddressError(`invalid unix socket path ${JSON.stringify(address)}`);
     }
     return { path: address };
+  }
+  if (URL_SCHEME.test(address)) {
+    throw invalid(address, 'received a URL, expected host:port (as in "example.com:443")');
   }
   const family = typeof network === 'string' && Object.hasOwn(FAMILIES, network) ? FAMILIES[network] : undefined;
   if (family === undefined) {

@@ -44,13 +44,15 @@ export class PooledConn extends Duplex {
   /** Still owns the socket's slot: until put(), close(), destroy() or a socket error. */
   #isHolding = true;
   #hasTimeout = false;
+  #isPiped = false;
   #pendingWrite: WriteCallback | undefined = undefined;
   #closing: Promise<void> | undefined = undefined;
 
   /** @internal Connections come from `ConnResource#get()`. */
   constructor(pooled: PooledSocket, owner: object, trace?: Error) {
-    // No read-ahead: _read() is called only for a consumer, which then pins
-    // the connection to its socket until data comes (see PooledSocket).
+    // No read-ahead: _read() is called only for a consumer, and a pending
+    // read is what holds the connection from its socket (E9): bytes nobody
+    // asked for stay in the socket's buffer.
     super(DUPLEX_OPTIONS);
     this.#pooled = pooled;
     this.#socket = pooled.socket;
@@ -74,10 +76,7 @@ export class PooledConn extends Duplex {
       if (this.#state === PUT) throw new ConnReleasedError('put() called twice on the same connection');
       return;
     }
-    this.#state = PUT;
-    this.#pooled.isOut = false;
-    // A 'data' listener's pending flow must not call read() once released.
-    if (this.readableFlowing === true) this.pause();
+    this.#release(PUT);
     if (!this.#isHolding) return;
     this.#isHolding = false;
     if (this.#hasTimeout) this.#socket.setTimeout(0);
@@ -89,11 +88,7 @@ export class PooledConn extends Duplex {
    * its slot is free. Does nothing after `put()`.
    */
   close(): Promise<void> {
-    if (this.#state === OUT) {
-      this.#state = CLOSED;
-      this.#pooled.isOut = false;
-      this.destroy();
-    }
+    if (this.#state === OUT) this.destroy();
     return this.#closing ?? Promise.resolve();
   }
 
@@ -123,6 +118,19 @@ export class PooledConn extends Duplex {
     // Readable's own bookkeeping calls read(0); only a real read is a use.
     if (size !== 0) this.#assertOut();
     return super.read(size);
+  }
+
+  /** Pipes the data read to `destination`; unpiped at `put()` or `close()`. */
+  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
+    this.#assertOut();
+    this.#isPiped = true;
+    return super.pipe(destination, options);
+  }
+
+  /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
+  override resume(): this {
+    this.#assertOut();
+    return super.resume();
   }
 
   /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
@@ -196,14 +204,18 @@ export class PooledConn extends Duplex {
 
   /**
    * Emits `'timeout'` after `ms` of inactivity, as `net.Socket#setTimeout`
-   * does; 0 turns it off. The timeout is cleared at `put()`.
+   * does; 0 turns it off (and removes `callback`). The timeout is cleared at
+   * `put()`.
    * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
    */
   setTimeout(ms: number, callback?: () => void): this {
     this.#live().setTimeout(ms);
-    this.#hasTimeout = ms > 0;
-    if (this.#hasTimeout) this.#pooled.pinForTimeout(this);
-    if (callback !== undefined) this.once('timeout', callback);
+    this.#hasTimeout = ms !== 0;
+    this.#pooled.listenForTimeout(this.#hasTimeout ? this : undefined);
+    if (callback !== undefined) {
+      if (this.#hasTimeout) this.once('timeout', callback);
+      else this.off('timeout', callback);
+    }
     return this;
   }
 
@@ -224,11 +236,14 @@ export class PooledConn extends Duplex {
   }
 
   override _write(chunk: Buffer, encoding: BufferEncoding, callback: WriteCallback): void {
+    // Never into a socket that may be someone else's by now.
+    if (!this.#isHolding) return callback();
     this.#pendingWrite = callback;
     this.#socket.write(chunk, encoding, this.#afterWrite);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>, callback: WriteCallback): void {
+    if (!this.#isHolding) return callback();
     const socket = this.#socket;
     const last = chunks.length - 1;
     this.#pendingWrite = callback;
@@ -255,12 +270,25 @@ export class PooledConn extends Duplex {
     callback(this.#isHolding ? error : null);
   };
 
+  /** Destroying the connection (as `pipeline()` does on error) is `close()` (E10). */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.#state === OUT) this.#release(CLOSED);
     if (this.#isHolding) {
       this.#isHolding = false;
       this.#closing = this.#pooled.retire();
     }
     callback(error);
+  }
+
+  /**
+   * The user let go: the connection stops flowing and unpiping, so Node's
+   * stream machinery never calls read() on it again (E10).
+   */
+  #release(state: typeof PUT | typeof CLOSED): void {
+    this.#state = state;
+    this.#pooled.isOut = false;
+    if (this.#isPiped) this.unpipe();
+    if (this.readableFlowing === true) this.pause();
   }
 
   #assertOut(): void {

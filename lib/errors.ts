@@ -67,3 +67,13 @@ export class QueueFullError extends ConnpoolError {
     super(message);
   }
 }
+
+/** A `TypeError` with Node's `ERR_INVALID_ARG_TYPE` code, for an argument of the wrong kind. @internal */
+export function invalidArgType(message: string): TypeError & { code: 'ERR_INVALID_ARG_TYPE' } {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' as const });
+}
+
+/** A `RangeError` with Node's `ERR_OUT_OF_RANGE` code, for a number outside what is accepted. @internal */
+export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RANGE' } {
+  return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' as const });
+}

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Seat, type ResourcePool } from './pool.js';
+import type { ResourcePool } from './pool.js';
+import { Seat } from './seat.js';
 
 /**
  * The idle sockets of one key (network, address, dialer key), most recently
@@ -60,11 +61,9 @@ export class IdleIndex {
     return stack;
   }
 
-  /** The most recently used idle socket of `key`, unlinked; or undefined. */
-  take(key: string): PooledSocket | undefined {
-    const socket = this.#stacks.get(key)?.top;
-    if (socket !== undefined) socket.unidle();
-    return socket;
+  /** The most recently used idle socket of `key`, or undefined. */
+  top(key: string): PooledSocket | undefined {
+    return this.#stacks.get(key)?.top;
   }
 
   forget(stack: IdleStack): void {
@@ -95,18 +94,12 @@ export class IdleIndex {
 }
 
 /**
- * Notices connections dropped without put() or close() (E9). Registrations are
- * never withdrawn: one whose lease has ended is ignored.
- */
-const leaks = new FinalizationRegistry<Lease>((lease) => lease.pooled.reclaimLeak(lease));
-
-/**
  * One lending of a socket to a connection, made when the connection is
  * registered for leak detection. The registry holds it for the connection,
  * so a stale registration (the connection was put long ago, the socket lent
  * again since) is recognised and ignored (E9).
  */
-export class Lease {
+class Lease {
   constructor(
     readonly pooled: PooledSocket,
     /** Where the borrower got the socket, when leak tracing is on. */
@@ -118,52 +111,45 @@ export class Lease {
  * A socket the pool owns, for its whole life: lent to one connection at a
  * time, idle in its key's stack in between, then closed.
  *
- * Its listeners are installed once, at dial, and dispatch on its state, so
- * lending and reclaiming add and remove none. While idle the socket is
- * unref'd and kept flowing, so that a peer's FIN, a reset or unsolicited
- * bytes are seen at once and the socket is dropped (E1); its `'error'`
- * listener keeps such errors from crashing the process.
+ * The socket stays in paused mode throughout and is read on demand (its
+ * `'readable'` event, then `read()`), so its own buffer holds what the
+ * connection has not asked for yet, that buffer is the backpressure, and its
+ * `'end'` comes after its data (E10). Its listeners are installed once, at
+ * dial, and dispatch on its state, so lending and reclaiming add and remove
+ * none. While idle, any `'readable'` (bytes or EOF), error or close means the
+ * peer closed, reset or spoke out of turn: the socket is dropped (E1).
  *
  * While lent, the socket holds its connection strongly at first: most are
  * put back within moments, and watching each for leaks would cost every
  * get(). A connection still out after a full leak sweep is registered for
- * collection and from then on held only while it wants data (or has a
- * timeout set): if its user dropped it without put(), it is collected and
- * reported (E9). What arrives while the socket does not hold it is parked
- * here, the socket paused, until the next read: that is also the
- * connection's backpressure.
+ * collection, and from then on the socket references it only while a read
+ * is pending or a timeout is set: if its user dropped it without put(), it is
+ * collected and reported (E9).
  */
 export class PooledSocket extends Seat {
   /** The handle that last took the socket, which prefers it (E4). */
   owner: object | undefined = undefined;
-  /** The current lending, once its connection is registered for leak detection. */
-  lease: Lease | undefined = undefined;
-  /** Lent and not yet put or closed by its user (who may hold it after an error closed the socket). */
+  /** Lent and not yet put, closed or destroyed by its user. */
   isOut = false;
-  isIdle = false;
   /** Close instead of idling at the next put() (scheduleClose). */
   isDoomed = false;
+  /** The current lending, once its connection is registered for leak detection. */
+  lease: Lease | undefined = undefined;
   above: PooledSocket | undefined = undefined;
   below: PooledSocket | undefined = undefined;
   prevLent: PooledSocket | undefined = undefined;
   nextLent: PooledSocket | undefined = undefined;
-  /** The connection: held from lending until it is watched for leaks, then while it wants data (or has a timeout set). */
-  #user: Duplex | undefined = undefined;
   #isLent = false;
+  /** The connection, from lending until a leak sweep registers it. */
+  #anchor: Duplex | undefined = undefined;
+  /** The connection while its read is pending. */
+  #reader: Duplex | undefined = undefined;
+  /** The connection while it has a timeout set, to hear `'timeout'`. */
+  #timeoutListener: Duplex | undefined = undefined;
   /** Where the current borrower got the socket, when leak tracing is on. */
   #trace: Error | undefined = undefined;
-  /** Lent, and its connection not yet registered for leak detection. */
-  #isAnchored = false;
   /** A leak sweep has seen it anchored once: at the next it is registered. */
   #isSeenBySweep = false;
-  /** The connection asked for data (_read) and has not had any since. */
-  #isWanted = false;
-  #isTimeoutPinned = false;
-  /** Chunks, EOF and an error that arrived while the connection did not want data. */
-  #parked: Buffer[] | undefined = undefined;
-  #isEndParked = false;
-  #parkedError: Error | undefined = undefined;
-  #isClosed = false;
   #closing: Promise<void> | undefined = undefined;
   #resolveClosed: (() => void) | undefined = undefined;
 
@@ -174,9 +160,9 @@ export class PooledSocket extends Seat {
   ) {
     super();
     stack.hold();
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('error', this.#onError);
+    socket.on('readable', this.#onEvent);
+    socket.on('end', this.#onEvent);
+    socket.on('error', this.#onEvent);
     socket.on('close', this.#onClose);
     socket.on('timeout', this.#onTimeout);
   }
@@ -184,9 +170,8 @@ export class PooledSocket extends Seat {
   /** Lends the socket to `user` for `owner`. */
   lend(user: Duplex, owner: object, trace: Error | undefined): void {
     this.owner = owner;
-    this.isOut = true;
-    this.#user = user;
-    this.#isLent = this.#isAnchored = true;
+    this.isOut = this.#isLent = true;
+    this.#anchor = user;
     this.#trace = trace;
     this.stack.index.lent(this);
     this.socket.ref();
@@ -194,43 +179,36 @@ export class PooledSocket extends Seat {
 
   /** The leak sweep: a connection out across a whole sweep is registered for collection. */
   age(): void {
-    if (!this.#isAnchored) return;
+    const anchor = this.#anchor;
+    if (anchor === undefined) return;
     if (!this.#isSeenBySweep) {
       this.#isSeenBySweep = true;
       return;
     }
-    this.#isAnchored = false;
+    this.#anchor = undefined;
     this.lease = new Lease(this, this.#trace);
-    leaks.register(this.#user!, this.lease);
-    if (!this.#isWanted && !this.#isTimeoutPinned) this.#user = undefined;
+    leaks.register(anchor, this.lease);
   }
 
   /**
-   * The borrower wants data (its `_read()`): hands over what was parked, or
-   * holds the borrower and lets the socket flow until the next chunk.
+   * The connection wants data (its `_read()`): hands it what the socket has
+   * buffered, or EOF, or the socket's error; else waits for more, holding
+   * the connection until it comes.
    */
   pull(user: Duplex): void {
-    if (this.#parkedError !== undefined) {
-      user.destroy(this.#parkedError);
-      return;
+    const socket = this.socket;
+    for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) {
+      if (!user.push(chunk)) return;
     }
-    const parked = this.#parked;
-    if (parked !== undefined || this.#isEndParked) {
-      this.#parked = undefined;
-      if (parked !== undefined) for (const chunk of parked) user.push(chunk);
-      if (this.#isEndParked) user.push(null);
-      this.#isEndParked = false;
-      return;
-    }
-    this.#user = user;
-    this.#isWanted = true;
-    if (this.socket.isPaused()) this.socket.resume();
+    if (socket.errored !== null) user.destroy(socket.errored);
+    else if (socket.readableEnded) user.push(null);
+    else if (socket.destroyed) user.destroy(prematureClose());
+    else this.#reader = user;
   }
 
-  /** Holds the borrower for good: it awaits 'timeout' events. */
-  pinForTimeout(user: Duplex): void {
-    this.#user = user;
-    this.#isTimeoutPinned = true;
+  /** Holds the borrower while a timeout is set on the socket, or lets go (`undefined`). */
+  listenForTimeout(user: Duplex | undefined): void {
+    this.#timeoutListener = user;
   }
 
   /**
@@ -238,16 +216,13 @@ export class PooledSocket extends Seat {
    * the socket is clean (E2), else closed.
    */
   reclaim(isReusable: boolean): void {
-    const isParkedClean = this.#parked === undefined && !this.#isEndParked && this.#parkedError === undefined;
     this.#unlend();
     const socket = this.socket;
-    if (!isReusable || !isParkedClean || this.isDoomed || !isClean(socket) || !this.pool.keeps(this)) {
-      void this.pool.dispose(this, false);
+    if (!isReusable || this.isDoomed || !isClean(socket) || !this.pool.keeps(this)) {
+      void this.pool.dispose(this);
       return;
     }
     socket.unref();
-    if (socket.isPaused()) socket.resume();
-    this.isIdle = true;
     this.stack.push(this);
     this.pool.checkIn(this);
   }
@@ -255,7 +230,7 @@ export class PooledSocket extends Seat {
   /** Closes the socket, in use; resolves once it is closed and its slot free. */
   retire(): Promise<void> {
     this.#unlend();
-    return this.pool.dispose(this, false);
+    return this.pool.dispose(this);
   }
 
   /** The borrower of `lease` was collected while it held the socket: warn, close, free the slot (E9). */
@@ -270,23 +245,19 @@ export class PooledSocket extends Seat {
     void this.retire();
   }
 
-  /** Leaves the idle stack for a caller; the pool moves the seat to in use. */
-  unidle(): void {
-    this.isIdle = false;
+  override unindex(): void {
     this.stack.remove(this);
   }
 
   shut(): Promise<void> {
     this.#unlend();
-    if (this.isIdle) this.unidle();
     if (this.#closing === undefined) {
       this.stack.unhold();
-      this.#closing =
-        this.#isClosed || this.socket.closed
-          ? Promise.resolve()
-          : new Promise<void>((resolve) => {
-              this.#resolveClosed = resolve;
-            });
+      this.#closing = this.socket.closed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            this.#resolveClosed = resolve;
+          });
       this.socket.destroy();
     }
     return this.#closing;
@@ -295,53 +266,40 @@ export class PooledSocket extends Seat {
   #unlend(): void {
     if (!this.#isLent) return;
     this.stack.index.returned(this);
-    this.lease = this.#user = this.#trace = this.#parked = this.#parkedError = undefined;
-    this.#isLent = this.#isAnchored = this.#isSeenBySweep = this.#isWanted = this.#isTimeoutPinned = this.#isEndParked = false;
+    this.lease = this.#anchor = this.#reader = this.#timeoutListener = this.#trace = undefined;
+    this.#isLent = this.#isSeenBySweep = false;
   }
 
-  /** Drops the socket if it is idle: the peer closed, reset or spoke out of turn (E1). */
-  #drop(): void {
-    if (this.isIdle) void this.pool.dispose(this, true);
-  }
-
-  readonly #onData = (chunk: Buffer): void => {
-    if (this.#isWanted) {
-      const user = this.#user!;
-      this.#isWanted = false;
-      if (!this.#isAnchored && !this.#isTimeoutPinned) this.#user = undefined;
-      user.push(chunk);
-    } else if (this.#isLent) {
-      (this.#parked ??= []).push(chunk);
-      this.socket.pause();
-    } else {
-      this.#drop();
+  /**
+   * Data, EOF or an error on the socket: the pending read gets it; an idle
+   * socket is dropped (E1); a lent one without a pending read keeps it in
+   * its own buffer and state for the next read.
+   */
+  readonly #onEvent = (): void => {
+    const reader = this.#reader;
+    if (reader !== undefined) {
+      this.#reader = undefined;
+      this.pull(reader);
+    } else if (this.isIdle) {
+      void this.pool.dispose(this);
     }
   };
 
-  readonly #onEnd = (): void => {
-    const user = this.#user;
-    if (user !== undefined) user.push(null);
-    else if (this.#isLent) this.#isEndParked = true;
-    else this.#drop();
-  };
-
-  readonly #onError = (error: Error): void => {
-    const user = this.#user;
-    if (user !== undefined) user.destroy(error);
-    else if (this.#isLent) this.#parkedError = error;
-    else this.#drop();
-  };
-
   readonly #onClose = (): void => {
-    this.#isClosed = true;
     this.#resolveClosed?.();
-    this.#onEnd();
+    this.#onEvent();
   };
 
   readonly #onTimeout = (): void => {
-    this.#user?.emit('timeout');
+    this.#timeoutListener?.emit('timeout');
   };
 }
+
+/**
+ * Notices connections dropped without put() or close() (E9). Registrations are
+ * never withdrawn: one whose lease has ended is ignored.
+ */
+const leaks = new FinalizationRegistry<Lease>((lease) => lease.pooled.reclaimLeak(lease));
 
 /** Nothing unread, nothing unsent, both directions open. */
 function isClean(socket: Socket): boolean {
@@ -352,4 +310,9 @@ function isClean(socket: Socket): boolean {
     socket.readableLength === 0 &&
     socket.writableLength === 0
   );
+}
+
+/** The socket closed under a pending read, with neither EOF nor an error. */
+function prematureClose(): Error {
+  return Object.assign(new Error('the socket closed before the end of its data'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 }

@@ -1,13 +1,7 @@
-export { New, ConnResource, type ConnResourceOptions } from './resource.js';
+export { New, ConnResource, type ConnResourceOptions } from './conn-resource.js';
 export { PooledConn } from './conn.js';
-export {
-  getResourcePool,
-  ResourcePool,
-  Resource,
-  type AllocateReleaser,
-  type PoolStats,
-  type ResourcePoolOptions,
-} from './pool.js';
+export { getResourcePool, ResourcePool, type PoolStats, type ResourcePoolOptions } from './pool.js';
+export { Resource, type AllocateReleaser } from './resource.js';
 export { connectionLimit } from './limits.js';
 export type { Network } from './address.js';
 export { netDialer, type Dialer, type NetDialerOptions } from './dialers/net.js';

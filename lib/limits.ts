@@ -12,7 +12,9 @@ const FALLBACK = 900;
  * 900 when the limit cannot be read (or is unlimited).
  *
  * On Linux the limit comes from `/proc/self/limits`; on other Unix systems
- * from `ulimit -n` in `/bin/sh`. It is read on every call.
+ * from `ulimit -n` in `/bin/sh`. It is read once, when connpool is loaded:
+ * Node cannot change its own limit later, and a process that has run out of
+ * descriptors could not open `/proc/self/limits` to find out.
  *
  * @example
  * ```ts
@@ -20,7 +22,10 @@ const FALLBACK = 900;
  * ```
  */
 export function connectionLimit(): number {
-  const soft = readOpenFilesLimit();
+  return LIMIT;
+}
+
+function limitFrom(soft: number | undefined): number {
   if (soft === undefined) return FALLBACK;
   return Math.max(1, Math.floor((soft - HEADROOM) / 100) * 100);
 }
@@ -45,3 +50,6 @@ function toLimit(text: string | undefined): number | undefined {
   if (text === undefined || !/^[0-9]+$/.test(text)) return undefined;
   return Number(text);
 }
+
+/** Read at load, before the process can have run out of descriptors (S11). */
+const LIMIT = limitFrom(readOpenFilesLimit());

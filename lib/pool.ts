@@ -1,44 +1,10 @@
+import { onAbort } from './abort.js';
 import { describe } from './address.js';
-import { ConnInUseError, ConnReleasedError, PoolClosedError, QueueFullError } from './errors.js';
+import { invalidArgType, outOfRange, PoolClosedError, QueueFullError, ResourceLimitExceededError } from './errors.js';
 import { connectionLimit } from './limits.js';
+import { Resource, type AllocateReleaser } from './resource.js';
+import type { Claimant, Seat } from './seat.js';
 import { SlotQueue } from './slots.js';
-
-/**
- * One of the pool's `max` places for an open resource, as the pool sees it:
- * in use, idle (on the LRU list), or releasing. Subclasses close the thing.
- * @internal
- */
-export abstract class Seat {
-  lruPrev: Seat | undefined = undefined;
-  lruNext: Seat | undefined = undefined;
-  /** When the resource was opened (performance.now()), for `maxLifetime`. */
-  bornAt = performance.now();
-  /** When the seat last became idle, for `idleTimeout`; set only when that is on. */
-  idleSince = 0;
-
-  /**
-   * Detaches the resource from any index and closes it. Resolves once it is
-   * closed (for a socket: its file descriptor); never rejects.
-   */
-  abstract shut(): Promise<void>;
-}
-
-/**
- * A party asking for a seat. Once one is free, `reuse()` is called
- * synchronously: it returns one of its own idle seats (unlinked from its own
- * indexes), or `undefined` to be given a fresh seat to open something in.
- * `seated()` then turns the claim into what the caller gets; `abandoned()` is
- * called instead if the caller is turned away (aborted, pool closed, queue full).
- * @internal
- */
-export interface Claimant<T> {
-  reuse(): Seat | undefined;
-  seated(claim: Claim | Promise<Claim>): T | Promise<T>;
-  abandoned(): void;
-}
-
-/** What a claimant gets: an idle seat to reuse, or `null` for a fresh one. @internal */
-export type Claim = Seat | null;
 
 /** Options of {@link ResourcePool}. */
 export interface ResourcePoolOptions {
@@ -66,9 +32,16 @@ export interface ResourcePoolOptions {
    * with `QueueFullError` (load shedding). 0: never wait. @default Infinity
    */
   maxWaiting?: number;
+  /**
+   * How long a dial whose caller gave up may go on to join the idle list
+   * (E3) before it is aborted, in ms, so that a peer that accepts TCP and
+   * never answers cannot hold a slot for ever. 0: never keep such a dial;
+   * `Infinity`: no bound. @default 10000
+   */
+  orphanTimeout?: number;
 }
 
-/** A snapshot of a pool's counters: the seed's metrics plus the waiters. */
+/** A snapshot of a pool's counters: the Go package's metrics plus the waiters. */
 export interface PoolStats {
   /** The most resources that may be open at once. */
   max: number;
@@ -83,18 +56,8 @@ export interface PoolStats {
 }
 
 /**
- * What a {@link Resource} does to open and close the thing it manages.
- * `allocate()` may reject to fail the `get()`; `release()` may reject to fail
- * the `release()` that called it. The slot is freed either way.
- */
-export interface AllocateReleaser {
-  allocate(signal: AbortSignal | undefined): void | Promise<void>;
-  release(): void | Promise<void>;
-}
-
-/**
  * A set of slots shared by everything that opens file descriptors (or any
- * scarce resource) through it: the seed's `resourcepool.Pool`.
+ * scarce resource) through it: the Go package's `resourcepool.Pool`.
  *
  * At every instant `inUse + idle + releasing <= max`. A caller waits (first
  * come, first served) only while every slot is in use or closing; idle
@@ -115,6 +78,10 @@ export class ResourcePool {
   readonly name: string;
   /** Whether connections record where they were got, for leak warnings. */
   readonly traceLeaks: boolean;
+  /** How long an orphaned dial may go on, in ms (E11). @internal */
+  readonly orphanTimeout: number;
+  // inUse + idle + releasing <= max at every instant (S1): a seat moves
+  // between the three counts synchronously, never through a gap or an overlap.
   #inUse = 0;
   #idle = 0;
   #releasing = 0;
@@ -125,33 +92,36 @@ export class ResourcePool {
   readonly #idleTimeout: number;
   readonly #maxLifetime: number;
   readonly #maxWaiting: number;
+  /** Opens in flight (dials), aborted by close() so that it never waits on a peer (E11). */
+  readonly #openings = new Set<AbortController>();
   /** One unref'd timer sweeps expired idle seats, only while lifetimes are on and some seat is idle. */
   #sweeper: NodeJS.Timeout | undefined = undefined;
   #closing: Promise<void> | undefined = undefined;
   #resolveClosed: (() => void) | undefined = undefined;
 
   /**
-   * @throws {TypeError} if an option is not a number.
-   * @throws {RangeError} if `max` is not an integer >= 1, or another option is out of range.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` if an option is not a number.
+   * @throws {RangeError} `ERR_OUT_OF_RANGE` if `max` is not an integer >= 1, or another option is out of range.
    */
   constructor(options: ResourcePoolOptions) {
     const max: unknown = options?.max;
-    if (typeof max !== 'number') throw new TypeError(`max must be an integer >= 1, received ${describe(max)}`);
-    if (!Number.isInteger(max) || max < 1) throw new RangeError(`max must be an integer >= 1, received ${describe(max)}`);
+    if (typeof max !== 'number') throw invalidArgType(`max must be an integer >= 1, received ${describe(max)}`);
+    if (!Number.isInteger(max) || max < 1) throw outOfRange(`max must be an integer >= 1, received ${describe(max)}`);
     this.max = max;
     this.name = options.name ?? 'connpool';
     this.traceLeaks = options.traceLeaks === true;
-    this.#idleTimeout = duration('idleTimeout', options.idleTimeout);
-    this.#maxLifetime = duration('maxLifetime', options.maxLifetime);
+    this.#idleTimeout = duration('idleTimeout', options.idleTimeout, 0);
+    this.#maxLifetime = duration('maxLifetime', options.maxLifetime, 0);
+    this.orphanTimeout = bound('orphanTimeout', options.orphanTimeout ?? 10_000);
     const maxWaiting: unknown = options.maxWaiting ?? Number.POSITIVE_INFINITY;
-    if (typeof maxWaiting !== 'number') throw new TypeError(`maxWaiting must be a number, received ${describe(maxWaiting)}`);
+    if (typeof maxWaiting !== 'number') throw invalidArgType(`maxWaiting must be a number, received ${describe(maxWaiting)}`);
     if (!(Number.isInteger(maxWaiting) || maxWaiting === Number.POSITIVE_INFINITY) || maxWaiting < 0) {
-      throw new RangeError(`maxWaiting must be an integer >= 0, received ${describe(maxWaiting)}`);
+      throw outOfRange(`maxWaiting must be an integer >= 0, received ${describe(maxWaiting)}`);
     }
     this.#maxWaiting = maxWaiting;
     this.#queue = new SlotQueue<Claimant<unknown>, unknown>(
       () => this.#inUse + this.#releasing < this.max,
-      (claimant) => claimant.seated(this.#claim(claimant)),
+      (claimant) => this.#seat(claimant),
     );
   }
 
@@ -188,7 +158,7 @@ export class ResourcePool {
    */
   create(allocateReleaser: AllocateReleaser): Resource {
     if (typeof allocateReleaser?.allocate !== 'function' || typeof allocateReleaser.release !== 'function') {
-      throw new TypeError(`create() needs an object with allocate() and release() methods, received ${describe(allocateReleaser)}`);
+      throw invalidArgType(`create() needs an object with allocate() and release() methods, received ${describe(allocateReleaser)}`);
     }
     return new Resource(this, allocateReleaser);
   }
@@ -202,7 +172,7 @@ export class ResourcePool {
    */
   acquire<T>(signal: AbortSignal | undefined, claimant: Claimant<T>): T | Promise<T> {
     if (this.#closing !== undefined) return turnAway(claimant, new PoolClosedError());
-    if (this.#queue.size === 0 && this.#inUse + this.#releasing < this.max) return claimant.seated(this.#claim(claimant));
+    if (this.#queue.size === 0 && this.#inUse + this.#releasing < this.max) return this.#seat(claimant);
     if (this.#queue.size >= this.#maxWaiting) return turnAway(claimant, new QueueFullError());
     return this.#queue.wait(signal, claimant) as Promise<T>;
   }
@@ -220,6 +190,7 @@ export class ResourcePool {
   checkIn(seat: Seat): void {
     this.#inUse--;
     this.#idle++;
+    seat.isIdle = true;
     seat.lruPrev = this.#lruLast;
     if (this.#lruLast === undefined) this.#lruFirst = seat;
     else this.#lruLast.lruNext = seat;
@@ -232,17 +203,36 @@ export class ResourcePool {
   }
 
   /** Closes the resource in a seat, in use or idle; the slot frees once it is closed. @internal */
-  dispose(seat: Seat, isIdle: boolean): Promise<void> {
-    if (isIdle) this.#unlinkIdle(seat);
+  dispose(seat: Seat): Promise<void> {
+    if (seat.isIdle) this.#unlinkIdle(seat);
     else this.#inUse--;
     this.#releasing++;
     return seat.shut().then(this.#released);
   }
 
+  /** Gives back a fresh seat that was never filled (a failed dial). @internal */
+  vacate(): void {
+    this.#inUse--;
+    this.#queue.notify();
+    this.#settleClose();
+  }
+
+  /** Tracks an open in flight, so that {@link close} can abort it (at once if closed already). @internal */
+  opening(controller: AbortController): void {
+    if (this.#closing !== undefined) controller.abort(new PoolClosedError());
+    else this.#openings.add(controller);
+  }
+
+  /** The open tracked by {@link opening} settled. @internal */
+  opened(controller: AbortController): void {
+    this.#openings.delete(controller);
+  }
+
   /**
-   * Closes the pool: rejects waiters with `PoolClosedError`, closes idle
-   * resources now and those in use at their `put()`. Resolves once every
-   * resource it counted is closed. Calling it again returns the same promise.
+   * Closes the pool: rejects waiters with `PoolClosedError`, aborts dials in
+   * flight, closes idle resources now and those in use at their `put()`.
+   * Resolves once every resource it counted is closed. Calling it again
+   * returns the same promise.
    */
   close(): Promise<void> {
     if (this.#closing !== undefined) return this.#closing;
@@ -252,7 +242,9 @@ export class ResourcePool {
     clearTimeout(this.#sweeper);
     this.#sweeper = undefined;
     this.#queue.rejectAll(new PoolClosedError());
-    while (this.#lruFirst !== undefined) void this.dispose(this.#lruFirst, true);
+    for (const controller of this.#openings) controller.abort(new PoolClosedError());
+    this.#openings.clear();
+    while (this.#lruFirst !== undefined) void this.dispose(this.#lruFirst);
     this.#settleClose();
     return this.#closing;
   }
@@ -260,13 +252,6 @@ export class ResourcePool {
   /** Closes the pool, for `await using pool = new ResourcePool(...)`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
-  }
-
-  /** Gives back a fresh seat that was never filled (a failed dial). @internal */
-  vacate(): void {
-    this.#inUse--;
-    this.#queue.notify();
-    this.#settleClose();
   }
 
   readonly #released = (): void => {
@@ -292,7 +277,7 @@ export class ResourcePool {
     let seat = this.#lruFirst;
     while (seat !== undefined) {
       const next = seat.lruNext;
-      if (seat.idleSince <= idleDeadline || seat.bornAt <= birthDeadline) void this.dispose(seat, true);
+      if (seat.idleSince <= idleDeadline || seat.bornAt <= birthDeadline) void this.dispose(seat);
       else if (this.#maxLifetime === 0) break;
       seat = next;
     }
@@ -305,35 +290,55 @@ export class ResourcePool {
     return Math.min(1_000, Math.max(5, shortest / 4));
   }
 
-  #claim(claimant: Claimant<unknown>): Claim | Promise<Claim> {
+  /** Gives `claimant` the room the pool has now: its own idle seat, a free one, or one an eviction frees. */
+  #seat<T>(claimant: Claimant<T>): T | Promise<T> {
     const reused = claimant.reuse();
     if (reused !== undefined) {
       this.#unlinkIdle(reused);
       this.#inUse++;
-      return reused;
+      return claimant.seated(reused);
     }
     if (this.#inUse + this.#idle + this.#releasing < this.max) {
       this.#inUse++;
-      return null;
+      return claimant.seated(null);
     }
-    return this.#evict();
+    return this.#evictFor(claimant);
   }
 
   /**
    * Closes the least recently used idle resource to make room, and hands its
-   * slot to the caller once the close completes (S4). Only called when the
-   * pool is full and has room for a caller, so some seat is idle.
+   * slot to `claimant` once the close completes (S4). Only called when the
+   * pool is full and has room for a caller, so some seat is idle. The wait is
+   * part of the wait for a slot: if the claimant's signal aborts first, its
+   * get() rejects at once and the slot goes to the next in line (E11).
    */
-  #evict(): Promise<Claim> {
+  #evictFor<T>(claimant: Claimant<T>): Promise<T> {
     const victim = this.#lruFirst!;
     this.#unlinkIdle(victim);
     this.#releasing++;
-    return victim.shut().then(() => {
-      this.#releasing--;
-      this.#inUse++;
-      return null;
+    const evicted = victim.shut().then(this.#evicted);
+    const signal = claimant.signal;
+    if (signal === undefined || signal.aborted) return evicted.then(() => claimant.seated(null));
+    return new Promise<T>((resolve, reject) => {
+      let isAbandoned = false;
+      const listening = onAbort(signal, () => {
+        isAbandoned = true;
+        claimant.abandoned();
+        reject(new ResourceLimitExceededError({ cause: signal.reason }));
+      });
+      void evicted.then(() => {
+        listening[Symbol.dispose]();
+        if (isAbandoned) this.vacate();
+        else resolve(claimant.seated(null));
+      });
     });
   }
+
+  /** The evicted seat's slot becomes the claimant's. */
+  readonly #evicted = (): void => {
+    this.#releasing--;
+    this.#inUse++;
+  };
 
   #unlinkIdle(seat: Seat): void {
     if (seat.lruPrev === undefined) this.#lruFirst = seat.lruNext;
@@ -341,7 +346,9 @@ export class ResourcePool {
     if (seat.lruNext === undefined) this.#lruLast = seat.lruPrev;
     else seat.lruNext.lruPrev = seat.lruPrev;
     seat.lruPrev = seat.lruNext = undefined;
+    seat.isIdle = false;
     this.#idle--;
+    seat.unindex();
   }
 }
 
@@ -350,11 +357,19 @@ function turnAway(claimant: Claimant<unknown>, error: Error): Promise<never> {
   return Promise.reject(error);
 }
 
-/** An optional duration option in ms: 0 when off. */
-function duration(name: string, value: unknown): number {
-  if (value === undefined || value === 0 || value === Number.POSITIVE_INFINITY) return 0;
-  if (typeof value !== 'number') throw new TypeError(`${name} must be a number of milliseconds, received ${describe(value)}`);
-  if (!(value > 0)) throw new RangeError(`${name} must be a number of milliseconds > 0, received ${describe(value)}`);
+/** An optional duration option in ms: `fallback` when not given, 0 when off. */
+function duration(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (value === 0 || value === Number.POSITIVE_INFINITY) return 0;
+  if (typeof value !== 'number') throw invalidArgType(`${name} must be a number of milliseconds, received ${describe(value)}`);
+  if (!(value > 0)) throw outOfRange(`${name} must be a number of milliseconds > 0, received ${describe(value)}`);
+  return value;
+}
+
+/** A bound in ms: a number >= 0, `Infinity` for none. */
+function bound(name: string, value: unknown): number {
+  if (typeof value !== 'number') throw invalidArgType(`${name} must be a number of milliseconds, received ${describe(value)}`);
+  if (!(value >= 0)) throw outOfRange(`${name} must be a number of milliseconds >= 0, received ${describe(value)}`);
   return value;
 }
 
@@ -368,143 +383,4 @@ let globalPool: ResourcePool | undefined;
  */
 export function getResourcePool(): ResourcePool {
   return (globalPool ??= new ResourcePool({ max: connectionLimit(), name: 'global' }));
-}
-
-/** Closes a {@link Resource} for the pool, keeping release()'s error for the caller. */
-class ResourceSeat extends Seat {
-  constructor(readonly close: () => Promise<void>) {
-    super();
-  }
-  shut(): Promise<void> {
-    return this.close();
-  }
-}
-
-/**
- * One resource of a shared budget, made by {@link ResourcePool.create}: the
- * seed's `resourcepool.Resource`. `get()` takes a slot and allocates (or
- * reuses the allocation kept by the last `put()`); `put()` keeps it
- * allocated for re-use; `release()` frees it now.
- */
-export class Resource {
-  readonly #pool: ResourcePool;
-  readonly #allocateReleaser: AllocateReleaser;
-  readonly #seat: ResourceSeat;
-  readonly #claimant: Claimant<Claim>;
-  /** A caller holds it: from get() until put() or release(). */
-  #isOut = false;
-  /** Allocated and kept on the pool's idle list. */
-  #isIdle = false;
-  /** Allocated: in use or idle. */
-  #isAllocated = false;
-  #isReleaseScheduled = false;
-  /** How the last holder let go, so that put() after release() is harmless. */
-  #lastEnd: 'put' | 'release' | undefined = undefined;
-  #releaseError: { error: unknown } | undefined = undefined;
-
-  /** @internal Use {@link ResourcePool.create}. */
-  constructor(pool: ResourcePool, allocateReleaser: AllocateReleaser) {
-    this.#pool = pool;
-    this.#allocateReleaser = allocateReleaser;
-    this.#seat = new ResourceSeat(() => this.#shut());
-    this.#claimant = {
-      reuse: () => {
-        if (!this.#isIdle) return undefined;
-        this.#isIdle = false;
-        return this.#seat;
-      },
-      seated: (claim) => claim,
-      abandoned: () => {},
-    };
-  }
-
-  /**
-   * Takes a slot, waiting in turn while all are in use, then allocates unless
-   * the allocation kept by the last `put()` is still there.
-   * @throws {ResourceLimitExceededError} `ERR_RESOURCE_LIMIT_EXCEEDED` if `signal` aborts while waiting.
-   * @throws {ConnInUseError} `ERR_CONN_IN_USE` if the resource is already held.
-   * Errors of `allocate()` are passed through; the slot is freed.
-   */
-  async get(signal?: AbortSignal): Promise<void> {
-    if (this.#isOut) throw new ConnInUseError('resource is already in use: put() or release() it first');
-    this.#isOut = true;
-    try {
-      let claim = this.#pool.acquire(signal, this.#claimant);
-      if (claim instanceof Promise) claim = await claim;
-      if (claim !== null) return;
-      try {
-        await this.#allocateReleaser.allocate(signal);
-      } catch (error) {
-        this.#pool.vacate();
-        throw error;
-      }
-      this.#isAllocated = true;
-      this.#seat.bornAt = performance.now();
-    } catch (error) {
-      this.#isOut = false;
-      throw error;
-    }
-  }
-
-  /**
-   * Lets go of the resource, keeping it allocated for the next `get()` (or
-   * releasing it, if {@link scheduleRelease} asked). Does nothing after
-   * `release()`.
-   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` if it was already put, or never got.
-   */
-  put(): void {
-    if (!this.#isOut || !this.#isAllocated) {
-      if (this.#lastEnd === 'release') return;
-      throw new ConnReleasedError('resource is not in use: put() without a matching get()');
-    }
-    this.#isOut = false;
-    this.#lastEnd = 'put';
-    if (this.#isReleaseScheduled || !this.#pool.keeps(this.#seat)) {
-      this.#isReleaseScheduled = false;
-      void this.#pool.dispose(this.#seat, false);
-      return;
-    }
-    this.#isIdle = true;
-    this.#pool.checkIn(this.#seat);
-  }
-
-  /**
-   * Releases the resource now, in use or idle, and frees its slot.
-   * Rejects with the error of `release()` if it threw; the slot is freed anyway.
-   */
-  async release(): Promise<void> {
-    const wasIdle = this.#isIdle;
-    if (this.#isOut && this.#isAllocated) {
-      this.#isOut = false;
-      this.#lastEnd = 'release';
-    } else if (!wasIdle) {
-      return;
-    }
-    this.#isIdle = false;
-    this.#releaseError = undefined;
-    await this.#pool.dispose(this.#seat, wasIdle);
-    // #shut() sets it while dispose() runs.
-    const failure = this.#releaseError as { error: unknown } | undefined;
-    this.#releaseError = undefined;
-    if (failure !== undefined) throw failure.error;
-  }
-
-  /**
-   * Releases the resource now if it is idle, or at its next `put()` if it is
-   * in use. Rejects like {@link release} when it releases at once.
-   */
-  async scheduleRelease(): Promise<void> {
-    if (this.#isIdle) return this.release();
-    if (this.#isOut) this.#isReleaseScheduled = true;
-  }
-
-  async #shut(): Promise<void> {
-    this.#isIdle = false;
-    this.#isAllocated = false;
-    try {
-      await this.#allocateReleaser.release();
-    } catch (error) {
-      this.#releaseError = { error };
-    }
-  }
 }

@@ -1,301 +1,187 @@
-import { Socket } from 'node:net';
-import { debuglog } from 'node:util';
-import { onAbort } from './abort.js';
-import { describe, parseAddress, type Network } from './address.js';
-import { PooledConn } from './conn.js';
-import { netDialer, NET_DIALER_KEY, type Dialer } from './dialers/net.js';
-import { ConnInUseError } from './errors.js';
-import { IdleIndex, PooledSocket } from './idle.js';
-import { getResourcePool, ResourcePool, type Claim, type Claimant } from './pool.js';
-
-/** Options of {@link New}. */
-export interface ConnResourceOptions {
-  /** The pool whose slots the connection takes. @default getResourcePool() */
-  pool?: ResourcePool;
-}
-
-const defaultDialer = netDialer();
-/** NODE_DEBUG=connpool: record where every connection was got, for leak warnings. */
-const isDebugging = debuglog('connpool').enabled;
-/** Each pool's idle sockets, kept beside the pool so the pool itself knows nothing of sockets. */
-const indexes = new WeakMap<ResourcePool, IdleIndex>();
+import { checkSignal } from './abort.js';
+import { ConnInUseError, ConnReleasedError } from './errors.js';
+import type { ResourcePool } from './pool.js';
+import { Seat, type Claim, type Claimant } from './seat.js';
 
 /**
- * A handle for one connection to one address: the seed's `ConnResource`.
- * Make one with {@link New} for each address you talk to; `get()` a
- * connection from it, use it, `put()` it back.
+ * What a {@link Resource} does to open and close the thing it manages.
+ * `allocate()` may reject to fail the `get()`; `release()` may reject to fail
+ * the `release()` that called it. The slot is freed either way. The pool
+ * never runs a resource's `allocate()` while its `release()` is running.
  */
-export class ConnResource {
-  /** The network given to {@link New}. */
-  readonly network: Network;
-  /** The address given to {@link New}. */
-  readonly address: string;
-  readonly #pool: ResourcePool;
-  readonly #index: IdleIndex;
-  readonly #claimant: Claimant<PooledConn>;
-  /** The dialer of the current or last get(), and its idle key. */
-  #dialer: Dialer = defaultDialer;
-  #key: string;
-  #timeoutDialer: Dialer | undefined = undefined;
-  #timeout = 0;
-  /**
-   * The socket this handle used last, which it prefers (E4); its connection
-   * is out while `isOut` and this handle is its owner. The handle keeps no
-   * reference to the connection itself, so a dropped one can be collected (E9).
-   */
-  #own: PooledSocket | undefined = undefined;
-  /** A get() is in progress; its signal and leak trace. */
-  #isGetting = false;
-  #signal: AbortSignal | undefined = undefined;
-  #trace: Error | undefined = undefined;
-  #isCloseScheduled = false;
+export interface AllocateReleaser {
+  allocate(signal: AbortSignal | undefined): void | Promise<void>;
+  release(): void | Promise<void>;
+}
 
-  /** Use {@link New}. */
-  constructor(network: Network, address: string, options: ConnResourceOptions = {}) {
-    parseAddress(network, address);
-    const pool = options.pool ?? getResourcePool();
-    if (!(pool instanceof ResourcePool)) throw new TypeError(`options.pool must be a ResourcePool, received ${describe(pool)}`);
-    this.network = network;
-    this.address = address;
+/**
+ * Where a resource is in its life (E13):
+ * - `free`: nothing allocated, nobody holds it;
+ * - `getting`: a get() is pending (an idle allocation it came from may
+ *   still be reused, or evicted while it waits);
+ * - `held`: allocated, in use by its caller;
+ * - `idle`: allocated, kept on the pool's idle list;
+ * - `releasing`: its release() is running, nobody holds it.
+ */
+type ResourceState = 'free' | 'getting' | 'held' | 'idle' | 'releasing';
+
+/**
+ * One resource of a shared budget, made by {@link ResourcePool.create}: the
+ * Go package's `resourcepool.Resource`. `get()` takes a slot and allocates
+ * (or reuses the allocation kept by the last `put()`); `put()` keeps it
+ * allocated for re-use; `release()` frees it now.
+ */
+export class Resource {
+  readonly #pool: ResourcePool;
+  readonly #allocateReleaser: AllocateReleaser;
+  readonly #seat: ResourceSeat;
+  readonly #claimant: Claimant<void>;
+  #state: ResourceState = 'free';
+  /**
+   * The release in progress, resolving to its failure if it threw. A get()
+   * that must allocate waits for it first: the allocation never overlaps its
+   * own release (E13; an eviction may release it while its get() waits).
+   */
+  #releasing: Promise<{ error: unknown } | undefined> | undefined = undefined;
+  #signal: AbortSignal | undefined = undefined;
+  #isReleaseScheduled = false;
+  /** How the last holder let go, so that put() after release() is harmless and a second put() is not. */
+  #lastEnd: 'put' | 'release' | undefined = undefined;
+
+  /** @internal Use {@link ResourcePool.create}. */
+  constructor(pool: ResourcePool, allocateReleaser: AllocateReleaser) {
     this.#pool = pool;
-    let index = indexes.get(pool);
-    if (index === undefined) indexes.set(pool, (index = new IdleIndex()));
-    this.#index = index;
-    this.#key = `${network}|${address}|${NET_DIALER_KEY}`;
+    this.#allocateReleaser = allocateReleaser;
+    this.#seat = new ResourceSeat(() => this.#shut());
+    const resource = this;
     this.#claimant = {
-      reuse: () => this.#reuse(),
+      get signal() {
+        return resource.#signal;
+      },
+      reuse: () => (this.#seat.isIdle ? this.#seat : undefined),
       seated: (claim) => this.#seated(claim),
       abandoned: () => this.#abandoned(),
     };
   }
 
   /**
-   * Gets a connection: waits (in turn) for a slot, then hands out an idle
-   * connection to this address, or dials a new one.
-   *
-   * @param signal gives up the wait when it aborts (`ERR_RESOURCE_LIMIT_EXCEEDED`);
-   *   an abort during the dial rejects at once with its reason. No signal: wait
-   *   as long as it takes. A signal already aborted when get() is called
-   *   (`AbortSignal.abort()`, the seed's immediate canceler) gets a connection
-   *   only if no wait for a slot is needed: an idle one, or one dialed within
-   *   the dialer's own timeout.
-   * @param dialerOrTimeout a {@link Dialer}, or the connect timeout in ms of the
-   *   built-in TCP dialer (0 or less: the OS's own).
-   * @throws {ConnInUseError} `ERR_CONN_IN_USE` if this handle's connection is still out.
+   * Takes a slot, waiting in turn while all are in use, then allocates unless
+   * the allocation kept by the last `put()` is still there.
    * @throws {ResourceLimitExceededError} `ERR_RESOURCE_LIMIT_EXCEEDED` if `signal` aborts while waiting.
-   * Dial errors (`ECONNREFUSED`, `ETIMEDOUT`, TLS errors, ...) pass through; the slot is freed.
+   * @throws {ConnInUseError} `ERR_CONN_IN_USE` if the resource is held, or its get() is pending.
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE` if `signal` is not an `AbortSignal`.
+   * Errors of `allocate()` are passed through; the slot is freed.
    */
-  get(signal?: AbortSignal, dialerOrTimeout?: Dialer | number): Promise<PooledConn> {
-    if (this.#isGetting || this.#isOut()) return Promise.reject(new ConnInUseError());
-    try {
-      this.#useDialer(dialerOrTimeout);
-    } catch (error) {
-      return Promise.reject(error);
+  async get(signal?: AbortSignal): Promise<void> {
+    const checked = checkSignal(signal);
+    if (this.#state === 'getting' || this.#state === 'held') {
+      throw new ConnInUseError('resource is already in use: put() or release() it first');
     }
-    this.#isGetting = true;
-    // Aborted before the call: the seed's immediate canceler, which only forbids waiting for a slot.
-    this.#signal = signal?.aborted ? undefined : signal;
-    this.#trace = this.#pool.traceLeaks || isDebugging ? new Error('get() called here') : undefined;
-    const conn = this.#pool.acquire(signal, this.#claimant);
-    // An idle socket taken at once (the hot path) or in turn comes without an async frame.
-    return conn instanceof PooledConn ? Promise.resolve(conn) : conn;
-  }
-
-  /** Turns the seat the pool gave into a connection: the idle socket it reused, or a dial. */
-  #seated(claim: Claim | Promise<Claim>): PooledConn | Promise<PooledConn> {
-    if (claim !== null && !(claim instanceof Promise)) return this.#lend(claim as PooledSocket);
-    return this.#dialInto(claim, this.#signal);
-  }
-
-  async #dialInto(claim: null | Promise<Claim>, signal: AbortSignal | undefined): Promise<PooledConn> {
-    try {
-      await claim; // an eviction to finish
-      return this.#lend(await this.#dial(signal));
-    } catch (error) {
-      this.#abandoned();
-      throw error;
-    }
-  }
-
-  #lend(pooled: PooledSocket): PooledConn {
-    if (this.#isCloseScheduled) {
-      this.#isCloseScheduled = false;
-      pooled.isDoomed = true;
-    }
-    this.#own = pooled;
-    const trace = this.#trace;
-    this.#abandoned();
-    return new PooledConn(pooled, this, trace);
-  }
-
-  /** The get() in progress is over, whatever came of it. */
-  #abandoned(): void {
-    this.#isGetting = false;
-    this.#signal = this.#trace = undefined;
-  }
-
-  /** The seed's name for {@link get} with a dialer. */
-  getWithDialer(signal: AbortSignal | undefined, dialer: Dialer): Promise<PooledConn> {
-    return this.get(signal, dialer);
+    this.#state = 'getting';
+    this.#signal = checked?.aborted ? undefined : checked;
+    await this.#pool.acquire(checked, this.#claimant);
   }
 
   /**
-   * Closes this handle's connection now if it is idle, or when it is next
-   * put if it is in use (or being got).
+   * Lets go of the resource, keeping it allocated for the next `get()` (or
+   * releasing it, if {@link scheduleRelease} asked). Does nothing after
+   * `release()`.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` if it was already put,
+   *   never got, or its get() is still pending.
    */
-  scheduleClose(): void {
-    const own = this.#own;
-    if (this.#isGetting) this.#isCloseScheduled = true;
-    else if (own === undefined || own.owner !== this) return;
-    else if (own.isIdle) void this.#pool.dispose(own, true);
-    else if (own.isOut) own.isDoomed = true;
-  }
-
-  #isOut(): boolean {
-    return this.#own !== undefined && this.#own.isOut && this.#own.owner === this;
-  }
-
-  #useDialer(dialerOrTimeout: Dialer | number | undefined): void {
-    let dialer: Dialer;
-    if (dialerOrTimeout === undefined) dialer = defaultDialer;
-    else if (typeof dialerOrTimeout === 'number') dialer = this.#dialerWithTimeout(dialerOrTimeout);
-    else if (typeof dialerOrTimeout?.dial === 'function' && typeof dialerOrTimeout.key === 'string') dialer = dialerOrTimeout;
-    else throw new TypeError(`expected a Dialer or a timeout in ms, received ${describe(dialerOrTimeout)}`);
-    if (dialer.key !== this.#dialer.key) this.#key = `${this.network}|${this.address}|${dialer.key}`;
-    this.#dialer = dialer;
-  }
-
-  #dialerWithTimeout(timeout: number): Dialer {
-    if (timeout <= 0 || Number.isNaN(timeout)) return defaultDialer;
-    if (this.#timeoutDialer === undefined || this.#timeout !== timeout) {
-      this.#timeoutDialer = netDialer({ timeout });
-      this.#timeout = timeout;
-    }
-    return this.#timeoutDialer;
-  }
-
-  #reuse(): PooledSocket | undefined {
-    const own = this.#own;
-    if (own !== undefined && own.isIdle && own.stack.key === this.#key) {
-      own.unidle();
-      return own;
-    }
-    return this.#index.take(this.#key);
-  }
-
-  /**
-   * Dials into the fresh slot the pool gave. If the caller's signal aborts
-   * first, get() rejects at once; the dial goes on as an orphan that joins the
-   * idle list if it is the only one for its key, so that deadlines shorter
-   * than a dial still get connections made (pgx#1287), and is destroyed
-   * otherwise, so a black-holed address costs at most one extra slot (E3).
-   */
-  async #dial(signal: AbortSignal | undefined): Promise<PooledSocket> {
-    const controller = new AbortController();
-    const dialing = startDial(this.#dialer, this.network, this.address, controller.signal);
-    const socket = await (signal === undefined ? dialing : this.#raceAbort(dialing, signal, controller)).catch(
-      (error: unknown) => {
-        if (error !== orphaned) this.#pool.vacate();
-        throw error === orphaned ? signal!.reason : error;
-      },
-    );
-    return new PooledSocket(socket, this.#index.stack(this.#key), this.#pool);
-  }
-
-  /** Settles with the dial, or rejects with `orphaned` once it is handed to #orphan. */
-  #raceAbort(dialing: Promise<Socket>, signal: AbortSignal, controller: AbortController): Promise<Socket> {
-    return new Promise<Socket>((resolve, reject) => {
-      let listening: Disposable | undefined;
-      const abandon = (): void => {
-        listening?.[Symbol.dispose]();
-        reject(orphaned);
-        this.#orphan(dialing, controller, signal.reason);
-      };
-      if (signal.aborted) return abandon(); // during the wait for an eviction
-      listening = onAbort(signal, abandon);
-      dialing.then(
-        (socket) => {
-          listening?.[Symbol.dispose]();
-          resolve(socket);
-        },
-        (error: unknown) => {
-          listening?.[Symbol.dispose]();
-          reject(error);
-        },
-      );
-    });
-  }
-
-  /** Takes over a dial its caller gave up on (see #dial). */
-  #orphan(dialing: Promise<Socket>, controller: AbortController, reason: unknown): void {
-    const pool = this.#pool;
-    const stack = this.#index.stack(this.#key);
-    if (stack.orphans > 0) {
-      controller.abort(reason);
-      dialing.then(
-        (socket) => closeThen(socket, () => pool.vacate()),
-        () => pool.vacate(),
-      );
+  put(): void {
+    if (this.#state !== 'held') {
+      if (this.#state === 'getting') throw new ConnReleasedError('put() while its own get() is still pending: await the get() first');
+      if (this.#state === 'idle' || this.#lastEnd !== 'release') {
+        throw new ConnReleasedError('resource is not in use: put() without a matching get()');
+      }
       return;
     }
-    stack.orphans++;
-    stack.hold();
-    dialing.then(
-      (socket) => {
-        const pooled = new PooledSocket(socket, stack, pool);
-        stack.orphans--;
-        stack.unhold();
-        pooled.reclaim(true);
-      },
-      () => {
-        stack.orphans--;
-        stack.unhold();
-        pool.vacate();
-      },
-    );
+    this.#lastEnd = 'put';
+    if (this.#isReleaseScheduled || !this.#pool.keeps(this.#seat)) {
+      this.#isReleaseScheduled = false;
+      this.#state = 'releasing';
+      void this.#pool.dispose(this.#seat);
+      return;
+    }
+    this.#state = 'idle';
+    this.#pool.checkIn(this.#seat);
   }
-}
 
-/**
- * Makes a handle for a connection to `address` on `network`. Opens nothing:
- * `get()` does.
- *
- * @param network `'tcp'`, `'tcp4'`, `'tcp6'` or `'unix'`.
- * @param address `host:port` (`[v6addr]:port` for IPv6), or a socket path for `'unix'`.
- * @throws {UnknownNetworkError} `ERR_UNKNOWN_NETWORK` for another network.
- * @throws {InvalidAddressError} `ERR_INVALID_ADDRESS` for an address the network cannot dial.
- *
- * @example
- * ```ts
- * const res = New('tcp', 'db.internal:5432');
- * await using conn = await res.get(AbortSignal.timeout(2_000));
- * ```
- */
-export function New(network: Network, address: string, options?: ConnResourceOptions): ConnResource {
-  return new ConnResource(network, address, options);
-}
+  /**
+   * Releases the resource now, in use or idle, and frees its slot. Rejects
+   * with the error of `release()` if it threw; the slot is freed anyway.
+   * Does nothing if nothing is allocated.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` if its get() is still pending.
+   */
+  async release(): Promise<void> {
+    if (this.#state === 'getting') throw new ConnReleasedError('release() while its own get() is still pending: await the get() first');
+    if (this.#state !== 'held' && this.#state !== 'idle') return;
+    if (this.#state === 'held') this.#lastEnd = 'release';
+    this.#state = 'releasing';
+    const disposed = this.#pool.dispose(this.#seat);
+    const failure = await this.#releasing;
+    await disposed;
+    if (failure !== undefined) throw failure.error;
+  }
 
-/** The rejection of a dial its caller abandoned: the orphan owns the slot now. */
-const orphaned = Symbol('orphaned');
+  /**
+   * Releases the resource now if it is idle, or at its next `put()` if it is
+   * in use or being got. Rejects like {@link release} when it releases at once.
+   */
+  async scheduleRelease(): Promise<void> {
+    if (this.#state === 'idle') return this.release();
+    if (this.#state === 'held' || this.#state === 'getting') this.#isReleaseScheduled = true;
+  }
 
-/** Calls the dialer, turning a synchronous throw or a non-socket result into a rejection. */
-async function startDial(dialer: Dialer, network: string, address: string, signal: AbortSignal): Promise<Socket> {
-  const socket: unknown = await dialer.dial(network, address, signal);
-  if (!(socket instanceof Socket)) {
-    throw Object.assign(new TypeError(`dialer ${JSON.stringify(dialer.key)} resolved ${describe(socket)}, not a net.Socket`), {
-      code: 'ERR_INVALID_RETURN_VALUE',
+  async #seated(claim: Claim): Promise<void> {
+    if (claim === null) {
+      try {
+        await this.#releasing;
+        await this.#allocateReleaser.allocate(this.#signal);
+      } catch (error) {
+        this.#pool.vacate();
+        this.#abandoned();
+        throw error;
+      }
+      this.#seat.bornAt = performance.now();
+    }
+    this.#state = 'held';
+    this.#signal = undefined;
+  }
+
+  /** The pending get() failed or was turned away: back to what the allocation is now. */
+  #abandoned(): void {
+    this.#state = this.#seat.isIdle ? 'idle' : this.#releasing !== undefined ? 'releasing' : 'free';
+    this.#signal = undefined;
+    this.#isReleaseScheduled = false;
+  }
+
+  /** The pool closes the allocation: a release(), a put() that must not keep it, or an eviction. */
+  #shut(): Promise<void> {
+    const releasing = this.#runRelease();
+    this.#releasing = releasing;
+    return releasing.then(() => {
+      if (this.#releasing !== releasing) return;
+      this.#releasing = undefined;
+      if (this.#state === 'releasing' || this.#state === 'idle') this.#state = 'free';
     });
   }
-  if (socket.destroyed) {
-    throw Object.assign(new Error(`dialer ${JSON.stringify(dialer.key)} resolved a socket that is already closed`), {
-      code: 'ERR_SOCKET_CLOSED',
-    });
+
+  async #runRelease(): Promise<{ error: unknown } | undefined> {
+    if (this.#state === 'idle') this.#state = 'releasing';
+    try {
+      await this.#allocateReleaser.release();
+      return undefined;
+    } catch (error) {
+      return { error };
+    }
   }
-  return socket;
 }
 
-function closeThen(socket: Socket, then: () => void): void {
-  if (socket.closed) return then();
-  socket.once('close', then);
-  socket.destroy();
+/** A resource's place in the pool; closing it runs the resource's release(). */
+class ResourceSeat extends Seat {
+  constructor(readonly shut: () => Promise<void>) {
+    super();
+  }
 }

@@ -1,5 +1,6 @@
 import { connect, type Socket, type TcpSocketConnectOpts } from 'node:net';
-import { parseAddress, type Endpoint } from '../address.js';
+import { describe, parseAddress, type Endpoint } from '../address.js';
+import { invalidArgType, outOfRange } from '../errors.js';
 
 /**
  * Opens connections for the pool. A dialer is any object of this shape: the
@@ -23,7 +24,10 @@ export interface Dialer {
 /** Options of {@link netDialer}: socket options plus a connect timeout. */
 export interface NetDialerOptions
   extends Omit<TcpSocketConnectOpts, 'host' | 'port' | 'family' | 'timeout' | 'signal'> {
-  /** Gives up a connect not done after this many ms, with `ETIMEDOUT`; 0 or less: the OS's own. @default 0 */
+  /**
+   * Gives up a connect not done after this many ms, with `ETIMEDOUT`; 0 or
+   * less, or `Infinity`: the OS's own. @default 0
+   */
   timeout?: number;
   /** `TCP_NODELAY`, on by default as in Go. @default true */
   noDelay?: boolean;
@@ -33,7 +37,7 @@ export interface NetDialerOptions
   keepAliveInitialDelay?: number;
 }
 
-/** The key every plain TCP (and unix socket) dialer shares. */
+/** The key every plain TCP (and unix socket) dialer shares. @internal */
 export const NET_DIALER_KEY = 'net';
 
 /**
@@ -45,7 +49,8 @@ export const NET_DIALER_KEY = 'net';
  * ```
  */
 export function netDialer(options: NetDialerOptions = {}): Dialer {
-  const { timeout = 0, noDelay = true, keepAlive = true, keepAliveInitialDelay = 15_000, ...socketOptions } = options;
+  const { timeout: timeoutOption, noDelay = true, keepAlive = true, keepAliveInitialDelay = 15_000, ...socketOptions } = options;
+  const timeout = dialTimeout(timeoutOption);
   return {
     key: NET_DIALER_KEY,
     dial(network, address, signal) {
@@ -56,12 +61,27 @@ export function netDialer(options: NetDialerOptions = {}): Dialer {
   };
 }
 
-/** What `net.connect()` and `tls.connect()` need to reach `endpoint`. */
+/**
+ * A dialer's `timeout` option in ms; 0 for none (0 or less, or `Infinity`,
+ * as in the Go package).
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` for a non-number.
+ * @throws {RangeError} `ERR_OUT_OF_RANGE` for NaN.
+ * @internal
+ */
+export function dialTimeout(value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number') throw invalidArgType(`timeout must be a number of milliseconds, received ${describe(value)}`);
+  if (Number.isNaN(value)) throw outOfRange('timeout must be a number of milliseconds, received NaN');
+  return value > 0 && value !== Number.POSITIVE_INFINITY ? value : 0;
+}
+
+/** What `net.connect()` and `tls.connect()` need to reach `endpoint`. @internal */
 export function connectTarget(endpoint: Endpoint): { host: string; port: number; family: number } | { path: string } {
   return 'path' in endpoint ? { path: endpoint.path } : endpoint;
 }
 
 /**
+ * @internal
  * Resolves with `socket` once it emits `readyEvent`; destroys it and rejects
  * on error, on `ETIMEDOUT` after `timeout` ms (if > 0), or with the signal's
  * reason when `signal` aborts.

@@ -1,11 +1,11 @@
 import { connect, createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
 import { isIP } from 'node:net';
 import { parseAddress } from '../address.js';
-import { connectTarget, whenReady, type Dialer } from './net.js';
+import { connectTarget, dialTimeout, whenReady, type Dialer } from './net.js';
 
 /** Options of {@link tlsDialer}: `tls.connect()`'s options plus a timeout and a pool key. */
 export interface TlsDialerOptions extends Omit<ConnectionOptions, 'host' | 'port' | 'path' | 'socket' | 'timeout'> {
-  /** Gives up a connect and handshake not done after this many ms, with `ETIMEDOUT`; 0 or less: no limit. @default 0 */
+  /** Gives up a connect and handshake not done after this many ms, with `ETIMEDOUT`; 0 or less, or `Infinity`: no limit. @default 0 */
   timeout?: number;
   /**
    * The dialer's {@link Dialer.key}: dialers with the same `poolKey` share idle
@@ -43,7 +43,8 @@ const MAX_SESSIONS = 1_000;
  * ```
  */
 export function tlsDialer(options: TlsDialerOptions = {}): Dialer {
-  const { timeout = 0, poolKey, resumeSessions = true, secureContext, ...tlsOptions } = options;
+  const { timeout: timeoutOption, poolKey, resumeSessions = true, secureContext, ...tlsOptions } = options;
+  const timeout = dialTimeout(timeoutOption);
   const context: SecureContext = secureContext ?? createSecureContext(tlsOptions);
   const sessions = new Map<string, Buffer>();
   const keep = (address: string, session: Buffer): void => {
