@@ -219,6 +219,36 @@ export class PooledConn extends Duplex {
     return this;
   }
 
+  /** The inactivity timeout set with {@link setTimeout}, in ms, as `net.Socket#timeout`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get timeout(): number | undefined {
+    return this.#live().timeout;
+  }
+
+  /** Always false: a connection is handed out connected. */
+  get connecting(): boolean {
+    return false;
+  }
+
+  /** Lets the socket keep the event loop alive (the default while out). @throws {ConnReleasedError} after `put()` or `close()`. */
+  ref(): this {
+    this.#live().ref();
+    return this;
+  }
+
+  /** Lets the process exit while the socket is open. @throws {ConnReleasedError} after `put()` or `close()`. */
+  unref(): this {
+    this.#live().unref();
+    return this;
+  }
+
+  /** Ends the writable side, then closes the connection once its writes are flushed, as `net.Socket#destroySoon`. */
+  destroySoon(): void {
+    if (this.#state !== OUT) return;
+    if (this.writable) this.end();
+    if (this.writableFinished) void this.close();
+    else this.once('finish', () => void this.close());
+  }
+
   /** Sets `TCP_NODELAY`. @throws {ConnReleasedError} after `put()` or `close()`. */
   setNoDelay(noDelay = true): this {
     this.#live().setNoDelay(noDelay);
