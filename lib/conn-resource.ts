@@ -4,6 +4,7 @@ import { checkSignal, onAbort } from './abort.js';
 import { describe, parseAddress, type Network } from './address.js';
 import { PooledConn } from './conn.js';
 import { netDialer, NET_DIALER_KEY, type Dialer } from './dialers/net.js';
+import { channels } from './diagnostics.js';
 import { ConnInUseError, invalidArgType } from './errors.js';
 import { IdleIndex, PooledSocket } from './idle.js';
 import { getResourcePool, ResourcePool } from './pool.js';
@@ -113,7 +114,14 @@ export class ConnResource {
 
   /** Turns the seat the pool gave into a connection: the idle socket it reused, or a dial. */
   #seated(claim: Claim): PooledConn | Promise<PooledConn> {
-    return claim === null ? this.#dialInto() : this.#lend(claim as PooledSocket);
+    if (claim === null) return this.#dialInto();
+    if (channels.reuse.hasSubscribers) channels.reuse.publish(this.#message());
+    return this.#lend(claim as PooledSocket);
+  }
+
+  /** What a diagnostics message says of this handle's connection. */
+  #message(): { pool: ResourcePool; network: Network; address: string; key: string } {
+    return { pool: this.#pool, network: this.network, address: this.address, key: this.#dialer.key };
   }
 
   async #dialInto(): Promise<PooledConn> {
@@ -140,6 +148,34 @@ export class ConnResource {
   #abandoned(): void {
     this.#isGetting = this.#isCloseScheduled = false;
     this.#signal = this.#trace = undefined;
+  }
+
+  /**
+   * Gets a connection, runs `fn` with it, and puts it back when `fn`
+   * resolves, or closes it when `fn` throws (then rethrows): the Go package's
+   * close-on-error pattern in one call, so a connection in an unknown state
+   * never goes back to the idle list. `fn` may put or close it itself.
+   *
+   * @example
+   * ```ts
+   * const reply = await res.use(async (conn) => {
+   *   conn.write('PING\r\n');
+   *   return await readLine(conn);
+   * }, AbortSignal.timeout(2_000));
+   * ```
+   */
+  async use<T>(fn: (conn: PooledConn) => T | Promise<T>, signal?: AbortSignal, dialerOrTimeout?: Dialer | number): Promise<T> {
+    if (typeof fn !== 'function') throw invalidArgType(`use() needs a function, received ${describe(fn)}`);
+    const conn = await this.get(signal, dialerOrTimeout);
+    let result: T;
+    try {
+      result = await fn(conn);
+    } catch (error) {
+      await conn.close();
+      throw error;
+    }
+    if (conn.isOut) conn.put();
+    return result;
   }
 
   /** The Go package's name for {@link get} with a dialer. */
@@ -199,10 +235,12 @@ export class ConnResource {
    */
   #dial(signal: AbortSignal | undefined): Promise<PooledSocket> {
     const pool = this.#pool;
-    const stack = this.#index.stack(this.#key);
+    const stack = this.#index.stack(this.#key, this.network, this.address, this.#dialer.key);
     const controller = new AbortController();
     stack.hold();
     pool.opening(controller);
+    const message = channels.dialStart.hasSubscribers || channels.dialEnd.hasSubscribers || channels.dialError.hasSubscribers ? this.#message() : undefined;
+    if (message !== undefined) channels.dialStart.publish(message);
     const dialing = startDial(this.#dialer, this.network, this.address, controller.signal);
     return new Promise<PooledSocket>((resolve, reject) => {
       let fate: 'awaited' | 'orphan' | 'doomed' = 'awaited';
@@ -217,6 +255,8 @@ export class ConnResource {
       dialing.then(
         (socket) => {
           settled();
+          pool.counters.dials++;
+          if (message !== undefined) channels.dialEnd.publish({ ...message, socket });
           const pooled = new PooledSocket(socket, stack, pool);
           stack.unhold();
           if (fate === 'awaited') resolve(pooled);
@@ -226,7 +266,10 @@ export class ConnResource {
           settled();
           stack.unhold();
           pool.vacate();
-          if (fate === 'awaited') reject(error);
+          if (fate !== 'awaited') return;
+          pool.counters.dialErrors++;
+          if (message !== undefined) channels.dialError.publish({ ...message, error });
+          reject(error);
         },
       );
       if (signal === undefined) return;

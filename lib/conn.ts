@@ -197,6 +197,9 @@ export class PooledConn extends Duplex {
    * The peer's certificate; `undefined` for plain TCP.
    * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
    */
+  getPeerCertificate(detailed: true): DetailedPeerCertificate | undefined;
+  getPeerCertificate(detailed?: false): PeerCertificate | undefined;
+  getPeerCertificate(detailed?: boolean): PeerCertificate | DetailedPeerCertificate | undefined;
   getPeerCertificate(detailed?: boolean): PeerCertificate | DetailedPeerCertificate | undefined {
     const socket = this.#live();
     return socket instanceof TLSSocket ? socket.getPeerCertificate(detailed as true) : undefined;

@@ -77,3 +77,23 @@ export function invalidArgType(message: string): TypeError & { code: 'ERR_INVALI
 export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RANGE' } {
   return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' as const });
 }
+
+/**
+ * Whether `error` means something timed out, whatever its shape: a wait for
+ * a slot that gave up because its signal timed out
+ * (`ResourceLimitExceededError` whose `cause` is a `TimeoutError`), an
+ * `AbortSignal.timeout()` that fired during a dial (`TimeoutError`), or a
+ * connect timeout (`ETIMEDOUT`).
+ *
+ * @example
+ * ```ts
+ * try { await res.get(AbortSignal.timeout(1_000), 500) }
+ * catch (error) { if (isTimeout(error)) retryLater(); else throw error; }
+ * ```
+ */
+export function isTimeout(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { name, code, cause } = error as { name?: unknown; code?: unknown; cause?: unknown };
+  if (name === 'TimeoutError' || code === 'ETIMEDOUT') return true;
+  return error instanceof ResourceLimitExceededError && isTimeout(cause);
+}

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ResourcePool } from './pool.js';
+import { channels } from './diagnostics.js';
 import { Seat } from './seat.js';
 
 /**
@@ -16,6 +17,8 @@ export class IdleStack {
 
   constructor(
     readonly key: string,
+    /** Where its sockets go, for diagnostics messages. */
+    readonly origin: { readonly network: string; readonly address: string; readonly key: string },
     readonly index: IdleIndex,
   ) {}
 
@@ -52,10 +55,10 @@ export class IdleIndex {
   #sweeper: NodeJS.Timeout | undefined = undefined;
 
   /** The stack of `key`, made if there is none. */
-  stack(key: string): IdleStack {
+  stack(key: string, network: string, address: string, dialerKey: string): IdleStack {
     let stack = this.#stacks.get(key);
     if (stack === undefined) {
-      stack = new IdleStack(key, this);
+      stack = new IdleStack(key, { network, address, key: dialerKey }, this);
       this.#stacks.set(key, stack);
     }
     return stack;
@@ -237,7 +240,10 @@ export class PooledSocket extends Seat {
   reclaimLeak(lease: Lease): void {
     if (this.lease !== lease) return;
     this.isOut = false;
-    const where = lease.trace?.stack?.replace(/^.*\n/, '') ?? 'run with NODE_DEBUG=connpool or traceLeaks: true to see where';
+    this.pool.counters.leaks++;
+    const stack = lease.trace?.stack?.replace(/^.*\n/, '');
+    if (channels.leak.hasSubscribers) channels.leak.publish({ pool: this.pool, ...this.stack.origin, stack });
+    const where = stack ?? 'run with NODE_DEBUG=connpool or traceLeaks: true to see where';
     process.emitWarning(
       `a PooledConn of pool "${this.pool.name}" was garbage-collected without put() or close(); its socket was closed`,
       { code: 'CONNPOOL_LEAK', detail: `get() was called:\n${where}` },
@@ -253,6 +259,7 @@ export class PooledSocket extends Seat {
     this.#unlend();
     if (this.#closing === undefined) {
       this.stack.unhold();
+      if (channels.close.hasSubscribers) channels.close.publish({ pool: this.pool, ...this.stack.origin });
       this.#closing = this.socket.closed
         ? Promise.resolve()
         : new Promise<void>((resolve) => {

@@ -11,6 +11,7 @@ export {
   ConnInUseError,
   ConnReleasedError,
   InvalidAddressError,
+  isTimeout,
   PoolClosedError,
   QueueFullError,
   ResourceLimitExceededError,

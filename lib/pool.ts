@@ -1,5 +1,6 @@
 import { onAbort } from './abort.js';
 import { describe } from './address.js';
+import { channels } from './diagnostics.js';
 import { invalidArgType, outOfRange, PoolClosedError, QueueFullError, ResourceLimitExceededError } from './errors.js';
 import { connectionLimit } from './limits.js';
 import { Resource, type AllocateReleaser } from './resource.js';
@@ -53,6 +54,28 @@ export interface PoolStats {
   releasing: number;
   /** Callers waiting for a slot. */
   waiting: number;
+  /** Connections opened, since the pool was made. */
+  dials: number;
+  /** Dials that failed (their caller got the error). */
+  dialErrors: number;
+  /** `get()` calls served an idle connection or resource. */
+  reuses: number;
+  /** Idle resources closed to make room for a new one. */
+  evictions: number;
+  /** `get()` calls whose signal aborted while they waited for a slot (`ResourceLimitExceededError`). */
+  waitsGivenUp: number;
+  /** Connections garbage-collected while out (`CONNPOOL_LEAK`). */
+  leaks: number;
+}
+
+/** The cumulative counters of {@link PoolStats}, counted by the pool and its connections. @internal */
+export interface PoolCounters {
+  dials: number;
+  dialErrors: number;
+  reuses: number;
+  evictions: number;
+  waitsGivenUp: number;
+  leaks: number;
 }
 
 /**
@@ -80,6 +103,8 @@ export class ResourcePool {
   readonly traceLeaks: boolean;
   /** How long an orphaned dial may go on, in ms (E11). @internal */
   readonly orphanTimeout: number;
+  /** @internal */
+  readonly counters: PoolCounters = { dials: 0, dialErrors: 0, reuses: 0, evictions: 0, waitsGivenUp: 0, leaks: 0 };
   // inUse + idle + releasing <= max at every instant (S1): a seat moves
   // between the three counts synchronously, never through a gap or an overlap.
   #inUse = 0;
@@ -130,7 +155,7 @@ export class ResourcePool {
     return this.#closing !== undefined;
   }
 
-  /** The pool's counters now. */
+  /** The pool's counters now: the Go package's metrics, the waiters, and cumulative counts. */
   stats(): PoolStats {
     return {
       max: this.max,
@@ -138,6 +163,7 @@ export class ResourcePool {
       idle: this.#idle,
       releasing: this.#releasing,
       waiting: this.#queue.size,
+      ...this.counters,
     };
   }
 
@@ -174,6 +200,7 @@ export class ResourcePool {
     if (this.#closing !== undefined) return turnAway(claimant, new PoolClosedError());
     if (this.#queue.size === 0 && this.#inUse + this.#releasing < this.max) return this.#seat(claimant);
     if (this.#queue.size >= this.#maxWaiting) return turnAway(claimant, new QueueFullError());
+    if (channels.wait.hasSubscribers) channels.wait.publish({ pool: this });
     return this.#queue.wait(signal, claimant) as Promise<T>;
   }
 
@@ -296,6 +323,7 @@ export class ResourcePool {
     if (reused !== undefined) {
       this.#unlinkIdle(reused);
       this.#inUse++;
+      this.counters.reuses++;
       return claimant.seated(reused);
     }
     if (this.#inUse + this.#idle + this.#releasing < this.max) {
@@ -316,6 +344,8 @@ export class ResourcePool {
     const victim = this.#lruFirst!;
     this.#unlinkIdle(victim);
     this.#releasing++;
+    this.counters.evictions++;
+    if (channels.eviction.hasSubscribers) channels.eviction.publish({ pool: this });
     const evicted = victim.shut().then(this.#evicted);
     const signal = claimant.signal;
     if (signal === undefined || signal.aborted) return evicted.then(() => claimant.seated(null));
@@ -323,6 +353,7 @@ export class ResourcePool {
       let isAbandoned = false;
       const listening = onAbort(signal, () => {
         isAbandoned = true;
+        this.counters.waitsGivenUp++;
         claimant.abandoned();
         reject(new ResourceLimitExceededError({ cause: signal.reason }));
       });
