@@ -147,6 +147,7 @@ export class ResourcePool {
     this.#queue = new SlotQueue<Claimant<unknown>, unknown>(
       () => this.#inUse + this.#releasing < this.max,
       (claimant) => this.#seat(claimant),
+      () => void this.counters.waitsGivenUp++,
     );
   }
 

@@ -33,6 +33,7 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
   readonly #gate = pLimit(1);
   readonly #hasRoom: () => boolean;
   readonly #admit: (claimant: C) => T | PromiseLike<T>;
+  readonly #onGiveUp: () => void;
   #first: Waiter<C, T> | undefined = undefined;
   #last: Waiter<C, T> | undefined = undefined;
   #size = 0;
@@ -44,10 +45,12 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
    * @param hasRoom whether the pool can take one more caller now.
    * @param admit takes the room for a claimant, synchronously; its result settles the wait.
    *   A claimant turned away (aborted, or all rejected) is told with `abandoned()`.
+   * @param onGiveUp hears of each waiter whose signal aborted.
    */
-  constructor(hasRoom: () => boolean, admit: (claimant: C) => T | PromiseLike<T>) {
+  constructor(hasRoom: () => boolean, admit: (claimant: C) => T | PromiseLike<T>, onGiveUp: () => void = () => {}) {
     this.#hasRoom = hasRoom;
     this.#admit = admit;
+    this.#onGiveUp = onGiveUp;
   }
 
   /** Callers waiting. */
@@ -61,6 +64,7 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
    */
   wait(signal: AbortSignal | undefined, claimant: C): Promise<T> {
     if (signal?.aborted) {
+      this.#onGiveUp();
       claimant.abandoned();
       return Promise.reject(new ResourceLimitExceededError({ cause: signal.reason }));
     }
@@ -114,6 +118,7 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
   #abandon(waiter: Waiter<C, T>, reason: unknown): void {
     this.#unlink(waiter);
     if (this.#first === undefined) this.#resume();
+    this.#onGiveUp();
     waiter.claimant.abandoned();
     waiter.reject(new ResourceLimitExceededError({ cause: reason }));
   }

@@ -1,0 +1,207 @@
+import diagnostics from 'node:diagnostics_channel';
+import { isTimeout, New, ResourceLimitExceededError, ResourcePool, tlsDialer, type Dialer } from '../lib/index.js';
+import { refusedAddress, roundTrip, startServer, type TestServer } from './helpers/servers.js';
+
+let server: TestServer;
+let silent: TestServer;
+beforeAll(async () => {
+  server = await startServer();
+  silent = await startServer(() => {});
+});
+afterAll(async () => {
+  await server.close();
+  await silent.close();
+});
+
+describe('use()', () => {
+  test('puts the connection back when fn resolves, and returns its result', async () => {
+    const pool = new ResourcePool({ max: 2 });
+    const res = New('tcp', server.address, { pool });
+    const reply = await res.use((conn) => roundTrip(conn, 'ping'));
+    expect(reply).toBe('ping');
+    expect(pool.stats()).toMatchObject({ inUse: 0, idle: 1 });
+    await res.use((conn) => roundTrip(conn, 'again'));
+    expect(pool.stats()).toMatchObject({ inUse: 0, idle: 1, dials: 1, reuses: 1 });
+    await pool.close();
+  });
+
+  test('closes the connection when fn throws, then rethrows, so a connection in an unknown state is never reused', async () => {
+    const pool = new ResourcePool({ max: 2 });
+    const res = New('tcp', server.address, { pool });
+    const failure = new Error('protocol error');
+    await expect(
+      res.use(async (conn) => {
+        conn.write('half a request');
+        throw failure;
+      }),
+    ).rejects.toBe(failure);
+    expect(pool.stats()).toMatchObject({ inUse: 0, idle: 0, releasing: 0 });
+    await pool.close();
+  });
+
+  test('fn may put() or close() the connection itself', async () => {
+    const pool = new ResourcePool({ max: 2 });
+    const res = New('tcp', server.address, { pool });
+    await res.use((conn) => conn.put());
+    expect(pool.stats()).toMatchObject({ inUse: 0, idle: 1 });
+    await res.use((conn) => conn.close());
+    expect(pool.stats()).toMatchObject({ inUse: 0, idle: 0 });
+    await pool.close();
+  });
+
+  test('rejects with ERR_INVALID_ARG_TYPE when fn is not a function, before anything opens', async () => {
+    const pool = new ResourcePool({ max: 1 });
+    await expect(New('tcp', server.address, { pool }).use('nope' as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    expect(pool.stats()).toMatchObject({ inUse: 0, idle: 0, dials: 0 });
+  });
+});
+
+describe('cumulative counters in stats()', () => {
+  test('count dials, reuses, evictions, dial errors and waits given up', async () => {
+    const pool = new ResourcePool({ max: 1 });
+    const a = New('tcp', server.address, { pool });
+    (await a.get()).put();
+    (await a.get()).put();
+    expect(pool.stats()).toMatchObject({ dials: 1, reuses: 1, evictions: 0 });
+
+    const other = New('tcp', silent.address, { pool });
+    (await other.get()).put(); // the pool is full of a's idle socket: evict it
+    expect(pool.stats()).toMatchObject({ dials: 2, evictions: 1 });
+
+    const refused = New('tcp', await refusedAddress(), { pool });
+    await expect(refused.get()).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect(pool.stats()).toMatchObject({ dialErrors: 1, evictions: 2 });
+
+    const held = await a.get();
+    const controller = new AbortController();
+    const waiting = New('tcp', server.address, { pool }).get(controller.signal);
+    controller.abort();
+    await expect(waiting).rejects.toBeInstanceOf(ResourceLimitExceededError);
+    expect(pool.stats()).toMatchObject({ waitsGivenUp: 1, waiting: 0 });
+    held.put();
+    await pool.close();
+    expect(pool.stats()).toMatchObject({ dials: 3, dialErrors: 1, reuses: 1, evictions: 2, waitsGivenUp: 1, leaks: 0 });
+  });
+});
+
+describe('diagnostics_channel', () => {
+  function record(names: string[]): { events: Array<[string, Record<string, unknown>]>; stop(): void } {
+    const events: Array<[string, Record<string, unknown>]> = [];
+    const handlers = names.map((name) => {
+      const handler = (message: unknown): void => void events.push([name, message as Record<string, unknown>]);
+      diagnostics.subscribe(name, handler);
+      return [name, handler] as const;
+    });
+    return { events, stop: () => handlers.forEach(([name, handler]) => diagnostics.unsubscribe(name, handler)) };
+  }
+
+  test('dials, reuses, evictions and closes are published with the pool, network, address and dialer key', async () => {
+    const pool = new ResourcePool({ max: 1 });
+    const recording = record(['connpool:dial:start', 'connpool:dial:end', 'connpool:reuse', 'connpool:eviction', 'connpool:close']);
+    try {
+      const res = New('tcp', server.address, { pool });
+      (await res.get()).put();
+      (await res.get()).put();
+      (await New('tcp', silent.address, { pool }).get()).put();
+      await pool.close();
+    } finally {
+      recording.stop();
+    }
+    expect(recording.events.map(([name]) => name)).toEqual([
+      'connpool:dial:start',
+      'connpool:dial:end',
+      'connpool:reuse',
+      'connpool:eviction',
+      'connpool:close',
+      'connpool:dial:start',
+      'connpool:dial:end',
+      'connpool:close',
+    ]);
+    const [, dialEnd] = recording.events[1]!;
+    expect(dialEnd).toMatchObject({ pool, network: 'tcp', address: server.address, key: 'net' });
+    expect(dialEnd.socket).toBeDefined();
+    expect(recording.events[4]![1]).toMatchObject({ pool, network: 'tcp', address: server.address, key: 'net' });
+  });
+
+  test('a failed dial is published on connpool:dial:error with its error', async () => {
+    const pool = new ResourcePool({ max: 1 });
+    const recording = record(['connpool:dial:error']);
+    try {
+      await expect(New('tcp', await refusedAddress(), { pool }).get()).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    } finally {
+      recording.stop();
+    }
+    expect(recording.events).toHaveLength(1);
+    expect(recording.events[0]![1].error).toMatchObject({ code: 'ECONNREFUSED' });
+  });
+
+  test('a get() that has to wait is published on connpool:wait', async () => {
+    const pool = new ResourcePool({ max: 1 });
+    const recording = record(['connpool:wait']);
+    try {
+      const held = await New('tcp', server.address, { pool }).get();
+      const waiting = New('tcp', server.address, { pool }).get();
+      held.put();
+      (await waiting).put();
+    } finally {
+      recording.stop();
+    }
+    expect(recording.events).toEqual([['connpool:wait', { pool }]]);
+    await pool.close();
+  });
+
+  test('nothing is published, and no message is built, while nobody subscribes', async () => {
+    const pool = new ResourcePool({ max: 1 });
+    const seen: unknown[] = [];
+    const handler = (message: unknown): void => void seen.push(message);
+    diagnostics.subscribe('connpool:reuse', handler);
+    diagnostics.unsubscribe('connpool:reuse', handler);
+    expect(diagnostics.channel('connpool:reuse').hasSubscribers).toBe(false);
+    const res = New('tcp', server.address, { pool });
+    (await res.get()).put();
+    (await res.get()).put();
+    expect(seen).toHaveLength(0);
+    expect(pool.stats().reuses).toBe(1);
+    await pool.close();
+  });
+});
+
+describe('isTimeout()', () => {
+  test('is true for each shape a timeout takes, and false for other failures', async () => {
+    const pool = new ResourcePool({ max: 1 });
+    // 1. The wait for a slot timed out: ResourceLimitExceededError caused by a TimeoutError.
+    const held = await New('tcp', server.address, { pool }).get();
+    const waited = await New('tcp', server.address, { pool })
+      .get(AbortSignal.timeout(20))
+      .catch((error: unknown) => error);
+    expect(waited).toBeInstanceOf(ResourceLimitExceededError);
+    expect(isTimeout(waited)).toBe(true);
+    held.put();
+    await pool.close();
+
+    // 2. The signal timed out during a dial: the TimeoutError itself.
+    const hanging: Dialer = { key: 'hang', dial: (_n, _a, signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))) };
+    const dialPool = new ResourcePool({ max: 1, orphanTimeout: 0 });
+    const duringDial = await New('tcp', server.address, { pool: dialPool })
+      .get(AbortSignal.timeout(20), hanging)
+      .catch((error: unknown) => error);
+    expect(duringDial).toMatchObject({ name: 'TimeoutError' });
+    expect(isTimeout(duringDial)).toBe(true);
+
+    // 3. The dialer's own timeout: ETIMEDOUT (a TLS handshake the peer never answers).
+    const etimedout = await New('tcp', silent.address, { pool: dialPool })
+      .get(undefined, tlsDialer({ timeout: 20 }))
+      .catch((error: unknown) => error);
+    expect(etimedout).toMatchObject({ code: 'ETIMEDOUT' });
+    expect(isTimeout(etimedout)).toBe(true);
+    await dialPool.close();
+
+    // Not timeouts.
+    const aborted = new AbortController();
+    aborted.abort();
+    expect(isTimeout(new ResourceLimitExceededError({ cause: aborted.signal.reason }))).toBe(false);
+    expect(isTimeout(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }))).toBe(false);
+    expect(isTimeout(undefined)).toBe(false);
+    expect(isTimeout('ETIMEDOUT')).toBe(false);
+  });
+});
