@@ -1,6 +1,7 @@
 import { distIndex } from './helpers/dist.js';
 import { runModule } from './helpers/child.js';
 import { startChildServers } from './helpers/servers.js';
+import { reportFigure } from './helpers/figures.js';
 
 /** What a child saw running its 2,000 tasks. */
 interface Outcome {
@@ -82,7 +83,7 @@ test(`S1/S11: under ulimit -n ${ULIMIT}, ${TASKS} concurrent round trips through
     runModule<Outcome>(CHILD, [servers.addresses[0]!, 'pooled'], { ulimit: ULIMIT }),
     runModule<Outcome>(CHILD, [servers.addresses[0]!, 'raw'], { ulimit: ULIMIT }),
   ]);
-  console.log(`emfile: under ulimit -n ${ULIMIT}: pooled ${JSON.stringify(pooled)}; raw net.connect ${JSON.stringify(raw)}`);
+  reportFigure(`emfile: under ulimit -n ${ULIMIT}: pooled ${JSON.stringify(pooled)}; raw net.connect ${JSON.stringify(raw)}`);
 
   expect(pooled.limit).toBe(200);
   expect(pooled).toMatchObject({ done: TASKS, emfile: 0, other: {} });

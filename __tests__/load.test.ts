@@ -1,5 +1,6 @@
 import { runScript } from './helpers/child.js';
 import { startChildServers } from './helpers/servers.js';
+import { reportFigure } from './helpers/figures.js';
 
 const MAX = 50;
 const TASKS = 2_000;
@@ -34,7 +35,7 @@ test('S1 under load: 2,000 tasks, 20,000 get/write/read/put over 10 addresses (1
     JSON.stringify({ addresses: servers.addresses, max: MAX, tasks: TASKS, opsPerTask: OPS_PER_TASK }),
   ]);
   const { counts } = outcome;
-  console.log(
+  reportFigure(
     `load: peak open socket fds ${outcome.peakFds} vs max ${MAX} (peak inUse+idle+releasing ${outcome.peakSum}, ` +
       `${outcome.samples} samples); outcomes ${JSON.stringify(counts)}; at the end ${JSON.stringify(outcome.stats)}, ` +
       `${outcome.openAtEnd} fds open, ${outcome.openAfterClose} after pool.close()`,

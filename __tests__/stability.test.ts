@@ -17,6 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { runScript } from './helpers/child.js';
 import { startChildServers } from './helpers/servers.js';
+import { reportFigure } from './helpers/figures.js';
 
 /** Allowed difference in bytes per operation between the small and the large scale. */
 const TOLERANCE = 0.3;
@@ -29,7 +30,7 @@ beforeAll(async () => {
   servers = await startChildServers(1);
 });
 afterAll(async () => {
-  if (figures.length > 0) console.log(`stability figures:\n  ${figures.join('\n  ')}`);
+  if (figures.length > 0) reportFigure(`stability figures:\n  ${figures.join('\n  ')}`);
   await servers?.close();
 });
 
