@@ -1,15 +1,17 @@
 /**
- * Local servers for the examples: a plain TCP echo server and a TLS echo
- * server on 127.0.0.1, port 0, each counting the connections it accepted and
- * still holds open (so the examples can show dials, reuse and evictions from
- * the server's side). The TLS server's certificate is signed by a private CA
- * made at run time with the `openssl` CLI in a temporary directory.
- * `close()` destroys the accepted sockets, so a server never keeps the
- * process alive. `startServerProcess()` runs such servers in a child process,
- * so that the parent's socket file descriptors can be counted as its own.
+ * Local servers for the examples: a plain TCP echo server, a TLS echo server
+ * and an HTTP server on 127.0.0.1, port 0, each counting the connections it
+ * accepted and still holds open (so the examples can show dials, reuse and
+ * evictions from the server's side). The TLS server's certificate is signed
+ * by a private CA made at run time with the `openssl` CLI in a temporary
+ * directory. `close()` destroys the accepted sockets, so a server never keeps
+ * the process alive. `startServerProcess()` runs such servers in a child
+ * process, so that the parent's socket file descriptors can be counted as its
+ * own.
  */
 import { execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +19,7 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
-/** An echo server on 127.0.0.1. `await using` closes it. */
+/** A server on 127.0.0.1 (echo or HTTP). `await using` closes it. */
 export interface EchoServer extends AsyncDisposable {
   /** `127.0.0.1:<port>`, ready for `New('tcp', address)`. */
   readonly address: string;
@@ -47,6 +49,16 @@ export function startTlsEchoServer(certs: Certs): Promise<EchoServer> {
   const server = tls.createServer({ key: certs.key, cert: certs.cert }, (socket) => socket.pipe(socket));
   server.on('tlsClientError', () => {});
   return listen(server);
+}
+
+/** An HTTP/1.1 server that answers every request with 200 and the body `ok` (keep-alive, as Node's default). */
+export function startHttpServer(): Promise<EchoServer> {
+  return listen(
+    http.createServer((req, res) => {
+      req.resume();
+      res.end('ok');
+    }),
+  );
 }
 
 async function listen(server: net.Server): Promise<EchoServer> {
@@ -114,12 +126,16 @@ keyUsage = critical,keyCertSign,cRLSign
 subjectKeyIdentifier = hash
 `;
 
-/** Writes `text` and reads until as many bytes came back; rejects if they differ. */
+/**
+ * Writes `text` and reads until as many bytes came back; rejects if they
+ * differ. Leaves the stream open for the next round trip (a pooled
+ * connection's loop always does; a plain `net.Socket`'s would be destroyed).
+ */
 export async function roundTrip(conn: Duplex, text: string): Promise<string> {
   const expected = Buffer.byteLength(text);
   conn.write(text);
   let received = '';
-  for await (const chunk of conn) {
+  for await (const chunk of conn.iterator({ destroyOnReturn: false })) {
     received += String(chunk);
     if (Buffer.byteLength(received) >= expected) break;
   }
@@ -146,7 +162,10 @@ export function socketFds(): number | undefined {
   return count;
 }
 
-/** Echo servers run by {@link startServerProcess}, seen from the parent. */
+/** What {@link startServerProcess} can run: a TCP echo server, a TLS echo server, an HTTP server. */
+export type ServerKind = 'tcp' | 'tls' | 'http';
+
+/** Servers run by {@link startServerProcess}, seen from the parent. */
 export interface ServerProcess {
   /** `127.0.0.1:<port>` of each server, in the order asked. */
   readonly addresses: string[];
@@ -159,11 +178,12 @@ export interface ServerProcess {
 }
 
 /**
- * Starts echo servers (`'tcp'` or `'tls'`) in a child process, so that every
- * socket file descriptor of this process (past the IPC channel) is the
- * client side of a connection.
+ * Starts servers (`'tcp'`, `'tls'` or `'http'`) in a child process, so that
+ * every socket file descriptor of this process (past the IPC channel) is the
+ * client side of a connection, and so that the servers' own descriptors do
+ * not count against this process's limit.
  */
-export async function startServerProcess(kinds: Array<'tcp' | 'tls'>): Promise<ServerProcess> {
+export async function startServerProcess(kinds: ServerKind[]): Promise<ServerProcess> {
   const child = fork(fileURLToPath(import.meta.url), kinds, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const reply = <T>(): Promise<T> =>
@@ -195,7 +215,9 @@ export async function startServerProcess(kinds: Array<'tcp' | 'tls'>): Promise<S
 if (process.send !== undefined && process.argv[1] === fileURLToPath(import.meta.url)) {
   const kinds = process.argv.slice(2);
   const certs = kinds.includes('tls') ? makeCerts() : undefined;
-  const servers = await Promise.all(kinds.map((kind) => (kind === 'tls' ? startTlsEchoServer(certs!) : startEchoServer())));
+  const start = (kind: string): Promise<EchoServer> =>
+    kind === 'tls' ? startTlsEchoServer(certs!) : kind === 'http' ? startHttpServer() : startEchoServer();
+  const servers = await Promise.all(kinds.map(start));
   process.on('message', () => {
     process.send!({ accepted: servers.map((server) => server.accepted), open: servers.map((server) => server.open) });
   });
