@@ -114,18 +114,30 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
 
 /**
  * undici destroys a connection it has had no request for with an
- * informational 'socket idle timeout' error: that one is put back in the
- * pool (the wrapper is then destroyed, which leaves the socket alone); any
- * other destroy closes it. Either way `released` hears that the handle is
- * free again.
+ * informational 'socket idle timeout' error, and one it never used when it
+ * closes an origin's pool: those are put back in the pool (the wrapper is
+ * then destroyed, which leaves the socket alone). Any other destroy closes
+ * the socket: it may be mid-exchange. Either way `released` hears that the
+ * handle is free again.
  */
 function handOffWhenIdle(conn: PooledConn, released: () => void): void {
+  let isUsed = false;
+  const write = conn.write;
+  conn.write = function (this: PooledConn, ...args: Parameters<PooledConn['write']>) {
+    isUsed = true;
+    conn.write = write;
+    return write.apply(this, args);
+  } as PooledConn['write'];
   const destroy = conn.destroy;
   conn.destroy = function (this: PooledConn, error?: Error) {
-    if (this.isOut && error?.message === IDLE_TIMEOUT && (error as { code?: string }).code === 'UND_ERR_INFO') this.put();
+    if (this.isOut && (!isUsed || isIdleTimeout(error))) this.put();
     return destroy.call(this, error);
   };
   conn.once('close', released);
+}
+
+function isIdleTimeout(error: Error | undefined): boolean {
+  return error?.message === IDLE_TIMEOUT && (error as { code?: string }).code === 'UND_ERR_INFO';
 }
 
 function positive(name: string, value: number | undefined): number {
