@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ResourcePool } from './pool.js';
 import { channels } from './diagnostics.js';
@@ -260,12 +260,17 @@ export class PooledSocket extends Seat {
     if (this.#closing === undefined) {
       this.stack.unhold();
       if (channels.close.hasSubscribers) channels.close.publish({ pool: this.pool, ...this.stack.origin });
-      this.#closing = this.socket.closed
-        ? Promise.resolve()
-        : new Promise<void>((resolve) => {
-            this.#resolveClosed = resolve;
-          });
-      this.socket.destroy();
+      const socket = this.socket;
+      socket.destroy();
+      // A plain TCP or unix socket's descriptor is closed by the time destroy()
+      // returns ('close' only follows a turn later); any other kind of socket
+      // (TLS, or wrapping a stream) counts as open until its 'close'.
+      this.#closing =
+        socket.closed || socket.constructor === Socket
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => {
+              this.#resolveClosed = resolve;
+            });
     }
     return this.#closing;
   }
