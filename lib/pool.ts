@@ -62,7 +62,7 @@ export interface PoolStats {
   reuses: number;
   /** Idle resources closed to make room for a new one. */
   evictions: number;
-  /** `get()` calls whose signal aborted while they waited for a slot (`ResourceLimitExceededError`). */
+  /** `get()` calls whose signal aborted while they waited for a slot (`ResourceLimitExceededError`); not those whose signal had aborted before (they never waited). */
   waitsGivenUp: number;
   /** Connections garbage-collected while out (`CONNPOOL_LEAK`). */
   leaks: number;

@@ -7,12 +7,27 @@ class Waiter<C, T> {
   prev: Waiter<C, T> | undefined = undefined;
   next: Waiter<C, T> | undefined = undefined;
   stopListening: Disposable | undefined = undefined;
+  /** Settle the caller's promise; set by {@link capture} as the promise is made. */
+  resolve: (claim: T | PromiseLike<T>) => void = unset;
+  reject: (reason: unknown) => void = unset;
 
-  constructor(
-    readonly claimant: C,
-    readonly resolve: (claim: T | PromiseLike<T>) => void,
-    readonly reject: (reason: unknown) => void,
-  ) {}
+  constructor(readonly claimant: C) {}
+}
+
+const unset = (): void => {};
+
+/** The waiter whose promise is being made, for {@link capture}. */
+let capturing: Waiter<unknown, unknown> | undefined;
+
+/**
+ * The executor of every waiter's promise: one function for all, so that a
+ * wait allocates no closure (nor the context it would capture), only the
+ * promise and its waiter.
+ */
+function capture(resolve: (claim: never) => void, reject: (reason: unknown) => void): void {
+  const waiter = capturing!;
+  waiter.resolve = resolve as (claim: unknown) => void;
+  waiter.reject = reject;
 }
 
 /**
@@ -45,7 +60,7 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
    * @param hasRoom whether the pool can take one more caller now.
    * @param admit takes the room for a claimant, synchronously; its result settles the wait.
    *   A claimant turned away (aborted, or all rejected) is told with `abandoned()`.
-   * @param onGiveUp hears of each waiter whose signal aborted.
+   * @param onGiveUp hears of each waiter whose signal aborted while it waited.
    */
   constructor(hasRoom: () => boolean, admit: (claimant: C) => T | PromiseLike<T>, onGiveUp: () => void = () => {}) {
     this.#hasRoom = hasRoom;
@@ -64,19 +79,20 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
    */
   wait(signal: AbortSignal | undefined, claimant: C): Promise<T> {
     if (signal?.aborted) {
-      this.#onGiveUp();
       claimant.abandoned();
       return Promise.reject(new ResourceLimitExceededError({ cause: signal.reason }));
     }
-    return new Promise<T>((resolve, reject) => {
-      const waiter = new Waiter(claimant, resolve, reject);
-      this.#append(waiter);
-      if (signal !== undefined) waiter.stopListening = onAbort(signal, () => this.#abandon(waiter, signal.reason));
-      if (!this.#isServing) {
-        this.#isServing = true;
-        void this.#gate(this.#serve);
-      }
-    });
+    const waiter = new Waiter<C, T>(claimant);
+    capturing = waiter as Waiter<unknown, unknown>;
+    const promise = new Promise<T>(capture);
+    capturing = undefined;
+    this.#append(waiter);
+    if (signal !== undefined) waiter.stopListening = onAbort(signal, () => this.#abandon(waiter, signal.reason));
+    if (!this.#isServing) {
+      this.#isServing = true;
+      void this.#gate(this.#serve);
+    }
+    return promise;
   }
 
   /** The pool may have room: resumes the admission loop if it is parked. */

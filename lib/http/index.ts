@@ -34,11 +34,14 @@ export interface HttpsAgentOptions
  */
 export class HttpAgent extends http.Agent {
   readonly #lender: Lender;
+  /** The agent's own options say where to connect (`localAddress`, `family`, ...). */
+  readonly #isTargetSet: boolean;
 
   /** @throws {RangeError} if `maxSockets`, `connectTimeout` or `acquireTimeout` is not a number > 0. */
   constructor(options: HttpAgentOptions = {}) {
     const { pool, maxSockets, connectTimeout, acquireTimeout, ...agentOptions } = options;
     super({ ...agentOptions, keepAlive: true });
+    this.#isTargetSet = TARGET_OPTIONS.some((name) => name in agentOptions);
     const dialer = netDialer({ timeout: connectTimeout });
     const shared: Dialer = { key: 'http', dial: dialer.dial };
     this.#lender = new Lender({ pool, maxSockets, acquireTimeout }, (target) =>
@@ -48,7 +51,8 @@ export class HttpAgent extends http.Agent {
 
   /** @internal Called by Node's HTTP client for each request. */
   addRequest(req: ClientRequest, options: RequestTarget): void {
-    const target = { ...options, ...agentOptions(this) } as RequestTarget;
+    // Node lays the agent's options over the request's; only those that say where to connect matter here.
+    const target = this.#isTargetSet ? ({ ...options, ...optionsOf(this) } as RequestTarget) : options;
     this.#lender.addRequest(req, target, this.getName(target as http.ClientRequestArgs));
   }
 
@@ -57,6 +61,9 @@ export class HttpAgent extends http.Agent {
     this.#lender.destroy();
   }
 }
+
+/** Agent options that say where to connect, which Node lays over a request's own. */
+const TARGET_OPTIONS = ['host', 'hostname', 'port', 'localAddress', 'family', 'socketPath'] as const;
 
 /** The `tls.connect()` options an HTTPS origin's sockets are made with, and that tell origins apart. */
 const TLS_OPTIONS = [
@@ -88,7 +95,8 @@ export class HttpsAgent extends https.Agent {
     super({ ...agentOptions, keepAlive: true });
     // One dialer (one SecureContext, one idle key) per distinct set of TLS options.
     const dialers = new Map<string, Dialer>();
-    this.#lender = new Lender({ pool, maxSockets, acquireTimeout }, (target) => {
+    this.#lender = new Lender({ pool, maxSockets, acquireTimeout }, (requestTarget) => {
+      const target = { ...requestTarget, ...optionsOf(this) };
       const tlsOptions: Record<string, unknown> = {};
       let signature = '';
       for (const name of TLS_OPTIONS) {
@@ -108,8 +116,9 @@ export class HttpsAgent extends https.Agent {
 
   /** @internal Called by Node's HTTP client for each request. */
   addRequest(req: ClientRequest, options: RequestTarget): void {
-    const target = { ...options, ...agentOptions(this) } as RequestTarget;
-    this.#lender.addRequest(req, target, this.getName(target as https.RequestOptions));
+    // The name tells apart the request-level TLS options; the dialer of a new
+    // name is made from the agent's options laid over the request's, as Node does.
+    this.#lender.addRequest(req, options, this.getName(options as https.RequestOptions));
   }
 
   /** Destroys the connections in use; requests still waiting fail. Idle sockets stay in the pool. */
@@ -119,7 +128,7 @@ export class HttpsAgent extends https.Agent {
 }
 
 /** The options the agent was made with, which Node's agent lays over each request's (its `options`, untyped). */
-function agentOptions(agent: http.Agent): object {
+function optionsOf(agent: http.Agent): object {
   return (agent as http.Agent & { options: object }).options;
 }
 

@@ -62,19 +62,31 @@ class Origin {
 
 /** One request on its way to a socket, then on it. */
 class Lending {
-  readonly controller = new AbortController();
+  /** Made when the request first has to wait: what gives up its wait. */
+  controller: AbortController | undefined = undefined;
   timer: NodeJS.Timeout | undefined = undefined;
-  handle: ConnResource | undefined = undefined;
-  conn: PooledConn | undefined = undefined;
-  /** Not to be reused: the request timed out. */
-  isTainted = false;
   /** The reason given when `acquireTimeout` expired. */
   timeout: Error | undefined = undefined;
+  handle: ConnResource | undefined = undefined;
+  conn: PooledConn | undefined = undefined;
 
   constructor(
     readonly req: ClientRequest,
     readonly origin: Origin,
   ) {}
+}
+
+/**
+ * An already-aborted signal: the Go package's immediate canceler. A request
+ * first asks for a socket with it, which never waits; only a request that
+ * must wait pays for an AbortController, a timer and a destroy() watch.
+ */
+const NOW = AbortSignal.abort();
+
+/** Requests that timed out ('timeout' on the request): their socket is not reused. */
+const timedOut = new WeakSet<ClientRequest>();
+function markTimedOut(this: ClientRequest): void {
+  timedOut.add(this);
 }
 
 /**
@@ -110,18 +122,13 @@ export class Lender {
     }
     const lending = new Lending(req, origin);
     this.#lendings.add(lending);
-    watchDestroy(lending, (error) => this.#giveUp(lending, error));
-    req.once('timeout', () => {
-      lending.isTainted = true;
-    });
-    if (this.#acquireTimeout !== Number.POSITIVE_INFINITY) {
-      lending.timer = setTimeout(() => {
-        lending.timeout = timedOut(this.#acquireTimeout);
-        this.#giveUp(lending, lending.timeout);
-      }, this.#acquireTimeout);
+    req.once('timeout', markTimedOut);
+    if (origin.active < this.#maxSockets) {
+      this.#start(lending);
+    } else {
+      origin.waiting.add(lending);
+      this.#watch(lending);
     }
-    if (origin.active < this.#maxSockets) this.#start(lending);
-    else origin.waiting.add(lending);
   }
 
   /** Destroys the connections in use and fails the requests still waiting. */
@@ -137,19 +144,48 @@ export class Lender {
     origin.active++;
     const handle = origin.handles.pop() ?? New(origin.network, origin.address, { pool: this.#pool });
     lending.handle = handle;
-    handle.get(lending.controller.signal, origin.dialer).then(
+    const signal = lending.controller?.signal ?? NOW;
+    handle.get(signal, origin.dialer).then(
       (conn) => this.#attach(lending, conn),
       (error: unknown) => {
-        clearTimeout(lending.timer);
-        this.#lendings.delete(lending);
-        origin.handles.push(handle);
-        this.#next(origin);
-        // A request its user destroyed fails with its own error, as Node's agent does.
-        const req = lending.req;
-        if (req.destroyed) onSocket(req);
-        else onSocket(req, undefined, error === lending.timeout ? new ResourceLimitExceededError({ cause: error }) : (error as Error));
+        if (signal === NOW && error instanceof ResourceLimitExceededError && error.cause === NOW.reason) {
+          // No socket without waiting: wait in turn, now with a signal of its own.
+          this.#watch(lending);
+          if (lending.controller!.signal.aborted) return this.#failed(lending, lending.timeout ?? lending.controller!.signal.reason);
+          handle.get(lending.controller!.signal, origin.dialer).then(
+            (conn) => this.#attach(lending, conn),
+            (failure: unknown) => this.#failed(lending, failure),
+          );
+          return;
+        }
+        this.#failed(lending, error);
       },
     );
+  }
+
+  /** The request has to wait: from now on its destroy() and `acquireTimeout` end the wait. */
+  #watch(lending: Lending): void {
+    if (lending.controller !== undefined) return;
+    lending.controller = new AbortController();
+    if (lending.req.destroyed) return void lending.controller.abort(new Error('the request was destroyed'));
+    watchDestroy(lending, (error) => this.#giveUp(lending, error));
+    if (this.#acquireTimeout !== Number.POSITIVE_INFINITY) {
+      lending.timer = setTimeout(() => {
+        lending.timeout = timedOutAfter(this.#acquireTimeout);
+        this.#giveUp(lending, lending.timeout);
+      }, this.#acquireTimeout);
+    }
+  }
+
+  /** The request's get() failed: it fails with the error (its own, if its user destroyed it). */
+  #failed(lending: Lending, error: unknown): void {
+    clearTimeout(lending.timer);
+    this.#lendings.delete(lending);
+    lending.origin.handles.push(lending.handle!);
+    this.#next(lending.origin);
+    const req = lending.req;
+    if (req.destroyed) onSocket(req);
+    else onSocket(req, undefined, error === lending.timeout ? new ResourceLimitExceededError({ cause: error }) : (error as Error));
   }
 
   #attach(lending: Lending, conn: PooledConn): void {
@@ -169,7 +205,7 @@ export class Lender {
       }
       this.#next(origin);
     };
-    const onFree = (): void => end(!lending.isTainted && isReusable(req));
+    const onFree = (): void => end(!timedOut.has(req) && isReusable(req));
     const onClose = (): void => end(false);
     // An upgraded connection (WebSocket, CONNECT) is its user's now: it frees its slot when closed.
     const onRemove = (): void => end(false, false);
@@ -177,7 +213,7 @@ export class Lender {
     onSocket(req, conn);
   }
 
-  /** A request failed while waiting: in the origin's queue it leaves it; in the pool's, its get() rejects. */
+  /** A request gave up waiting: in the origin's queue it leaves it; in the pool's, its get() rejects. */
   #giveUp(lending: Lending, reason: Error): void {
     const { origin } = lending;
     if (origin.waiting.delete(lending)) {
@@ -188,7 +224,7 @@ export class Lender {
       else onSocket(req, undefined, new ResourceLimitExceededError({ cause: reason }));
       return;
     }
-    lending.controller.abort(reason);
+    lending.controller?.abort(reason);
   }
 
   #next(origin: Origin): void {
@@ -247,6 +283,6 @@ function positive(name: string, value: number | undefined): number {
   return value;
 }
 
-function timedOut(ms: number): Error {
+function timedOutAfter(ms: number): Error {
   return new DOMException(`no socket within acquireTimeout (${ms} ms)`, 'TimeoutError');
 }
