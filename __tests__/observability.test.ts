@@ -56,6 +56,21 @@ describe('use()', () => {
   });
 });
 
+test('PooledConn#reused tells a socket from the idle list from one dialed for this get()', async () => {
+  const pool = new ResourcePool({ max: 2 });
+  const res = New('tcp', server.address, { pool });
+  const first = await res.get();
+  expect(first.reused).toBe(false);
+  first.put();
+  const second = await res.get();
+  expect(second.reused).toBe(true);
+  await second.close();
+  const third = await res.get();
+  expect(third.reused).toBe(false);
+  third.put();
+  await pool.close();
+});
+
 describe('cumulative counters in stats()', () => {
   test('count dials, reuses, evictions, dial errors and waits given up', async () => {
     const pool = new ResourcePool({ max: 1 });

@@ -56,8 +56,15 @@ export class PooledConn extends Duplex {
     super(DUPLEX_OPTIONS);
     this.#pooled = pooled;
     this.#socket = pooled.socket;
-    pooled.lend(this, owner, trace);
+    this.reused = pooled.lend(this, owner, trace);
   }
+
+  /**
+   * Whether the socket served earlier exchanges (it came from the idle list)
+   * rather than being dialed for this `get()`: a request that fails on a
+   * reused connection the server had just closed is worth retrying.
+   */
+  readonly reused: boolean;
 
 
   /** True until `put()` or `close()`: the connection still belongs to its caller. */

@@ -170,14 +170,16 @@ export class PooledSocket extends Seat {
     socket.on('timeout', this.#onTimeout);
   }
 
-  /** Lends the socket to `user` for `owner`. */
-  lend(user: Duplex, owner: object, trace: Error | undefined): void {
+  /** Lends the socket to `user` for `owner`; says whether it was lent before. */
+  lend(user: Duplex, owner: object, trace: Error | undefined): boolean {
+    const wasLent = this.owner !== undefined;
     this.owner = owner;
     this.isOut = this.#isLent = true;
     this.#anchor = user;
     this.#trace = trace;
     this.stack.index.lent(this);
     this.socket.ref();
+    return wasLent;
   }
 
   /** The leak sweep: a connection out across a whole sweep is registered for collection. */

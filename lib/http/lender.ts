@@ -210,6 +210,7 @@ export class Lender {
     // An upgraded connection (WebSocket, CONNECT) is its user's now: it frees its slot when closed.
     const onRemove = (): void => end(false, false);
     conn.on('free', onFree).on('close', onClose).on('agentRemove', onRemove);
+    (req as ClientRequest & { reusedSocket: boolean }).reusedSocket = conn.reused;
     onSocket(req, conn);
   }
 
