@@ -164,57 +164,118 @@ export async function checkout(env) {
   }
 }
 
-/** b. `callers` concurrent callers over 10 slots, `ops` operations in all. */
-export async function contended(env) {
+/** b. `callers` concurrent callers over 10 slots, `ops` operations in all, each `get()` → `put()`. */
+export function contended(env) {
+  return contention(env, {
+    id: 'contended',
+    title: 'b. contended',
+    sizes: env.sizes.contended,
+    held: false,
+    targets: { 'generic-pool': { op: '>=', value: 1.5 }, 'p-limit': { op: '>=', value: 0.8 } },
+  });
+}
+
+/**
+ * b. The same, but each caller holds its slot across an `await` (one
+ * microtask) before giving it back, as any real use of a slot does: the slot
+ * frees in a later job than the one that got it.
+ */
+export function contendedAwait(env) {
+  return contention(env, {
+    id: 'contended-await',
+    title: 'b. contended, held across an await',
+    sizes: env.sizes.contendedAwait,
+    held: true,
+    targets: { 'generic-pool': { op: '>=', value: 1 } },
+  });
+}
+
+const tick = () => Promise.resolve();
+const heldTask = async () => {
+  await tick();
+};
+
+/** `callers` concurrent callers over 10 slots; with `held`, `await` one microtask between taking and giving back. */
+async function contention(env, { id, title, sizes, held, targets }) {
   const { New, ResourcePool } = env.lib;
-  const { ops, warmupOps, callers } = env.sizes.contended;
-  const pool = new ResourcePool({ max: 10, name: 'bench-contended' });
+  const { ops, warmupOps, callers } = sizes;
+  const pool = new ResourcePool({ max: 10, name: `bench-${id}` });
   const handles = Array.from({ length: callers }, () => New('tcp', `${HOST}:${env.ports.checkout}`, { pool }));
   const { gp, tp, limit, close } = anchors();
   const subjects = [
     {
       name: 'connpool',
       run: (n) =>
-        contend(callers, n, async (i) => {
-          const conn = await handles[i].get();
-          conn.put();
-        }),
+        contend(
+          callers,
+          n,
+          held
+            ? async (i) => {
+                const conn = await handles[i].get();
+                await tick();
+                conn.put();
+              }
+            : async (i) => {
+                const conn = await handles[i].get();
+                conn.put();
+              },
+        ),
     },
     {
       name: 'generic-pool',
       run: (n) =>
-        contend(callers, n, async () => {
-          const resource = await gp.acquire();
-          gp.release(resource);
-        }),
+        contend(
+          callers,
+          n,
+          held
+            ? async () => {
+                const resource = await gp.acquire();
+                await tick();
+                gp.release(resource);
+              }
+            : async () => {
+                const resource = await gp.acquire();
+                gp.release(resource);
+              },
+        ),
     },
     {
       name: 'tarn',
       run: (n) =>
-        contend(callers, n, async () => {
-          const resource = await tp.acquire().promise;
-          tp.release(resource);
-        }),
+        contend(
+          callers,
+          n,
+          held
+            ? async () => {
+                const resource = await tp.acquire().promise;
+                await tick();
+                tp.release(resource);
+              }
+            : async () => {
+                const resource = await tp.acquire().promise;
+                tp.release(resource);
+              },
+        ),
     },
     {
       name: 'p-limit',
-      run: (n) => contend(callers, n, () => limit(trivial)),
+      run: (n) => contend(callers, n, () => limit(held ? heldTask : trivial)),
     },
   ].map((s) => ({ ...s, ops, warmupOps }));
   try {
-    const results = await interleave('contended', subjects, env.reps);
+    const results = await interleave(id, subjects, env.reps);
     return [
       {
-        id: 'contended',
-        title: `b. contended, ${callers.toLocaleString('en')} callers / 10 slots`,
+        id,
+        title: `${title}, ${callers.toLocaleString('en')} callers / 10 slots`,
         unit: 'ops/s',
         subjects: results,
         comparisons: [
-          speedup(results, 'connpool', 'generic-pool', { op: '>=', value: 1.5 }),
+          speedup(results, 'connpool', 'generic-pool', targets['generic-pool'] ?? null),
           speedup(results, 'connpool', 'tarn'),
-          speedup(results, 'connpool', 'p-limit', { op: '>=', value: 0.8 }),
+          speedup(results, 'connpool', 'p-limit', targets['p-limit'] ?? null),
         ],
-        notes: { ops, callers, sockets: pool.stats().idle },
+        notes: { ops, callers, sockets: pool.stats().idle, ...(held ? { held: 'await Promise.resolve()' } : {}) },
       },
     ];
   } finally {

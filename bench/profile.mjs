@@ -1,6 +1,6 @@
 // Where connpool's checkout time goes: `node bench/profile.mjs` (after `npm run build`).
 //
-//   --scenario checkout,contended[,rtt-tcp,rtt-tls,upload,download]   what to profile (default checkout,contended)
+//   --scenario checkout,contended[,contended-await,rtt-tcp,rtt-tls,upload,download]   what to profile (default checkout,contended)
 //   --keep DIR                               keep the .cpuprofile files in DIR
 //   --top N                                  rows per listing (default 25)
 //   --yield-every N                          checkout: let the event loop turn (setImmediate) every
@@ -79,6 +79,28 @@ const SCENARIOS = {
           handles.map(async (handle) => {
             while (left-- > 0) {
               const conn = await handle.get();
+              conn.put();
+            }
+          }),
+        );
+      },
+      close: () => closePool(pool, handles),
+    };
+  },
+  /** As contended, but each caller holds its connection across an await (figure b, held). */
+  async 'contended-await'(lib, ports) {
+    const pool = new lib.ResourcePool({ max: 10, name: 'profile-contended-await' });
+    const handles = Array.from({ length: 1_000 }, () => lib.New('tcp', `127.0.0.1:${ports.port}`, { pool }));
+    return {
+      opsCpu: 600_000,
+      opsCount: 20_000,
+      async run(n) {
+        let left = n;
+        await Promise.all(
+          handles.map(async (handle) => {
+            while (left-- > 0) {
+              const conn = await handle.get();
+              await Promise.resolve();
               conn.put();
             }
           }),

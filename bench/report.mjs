@@ -218,6 +218,11 @@ the same run; absolute rates on a shared 2-core machine are noisy, ratios less s
 - **b. contended**: 1,000 concurrent callers share 100,000 operations over 10
   slots. connpool: 1,000 handles on one pool with max 10 (so 10 sockets), each op
   \`get()\` → \`put()\`; the anchors as in a.
+  *Held across an await*: the same, but each caller holds its slot across one
+  \`await Promise.resolve()\` before giving it back (connpool: \`get()\`, await,
+  \`put()\`; generic-pool and tarn: acquire, await, release; p-limit:
+  \`limit(async () => { await Promise.resolve() })\`), so a slot always frees in
+  a later microtask than the one that took it, as in real use.
 - **c. round trips**: 32 bytes written, 32 echoed bytes read (\`'data'\` events),
   on loopback. connpool: \`get()\`, round trip, \`put()\` each time; raw kept-open:
   one \`net.Socket\` (same \`noDelay\`/keep-alive as \`netDialer\`); fresh:
@@ -286,8 +291,8 @@ ${METHOD}
 \`\`\`sh
 npm run bench                 # build, then the full run (about 2 minutes on this 2-core machine); rewrites this file and bench/results.svg
 node bench/run.mjs --smoke    # tiny sizes, one repetition, for CI (also BENCH_SMOKE=1); writes to a temp directory
-node bench/run.mjs --only checkout,contended --reps 7
-node bench/profile.mjs        # CPU and allocation profiles of the checkout and contended paths (--scenario rtt-tls,upload,...)
+node bench/run.mjs --only checkout,contended,contended-await --reps 7
+node bench/profile.mjs        # CPU and allocation profiles of the checkout and contended paths (--scenario contended-await,rtt-tls,upload,...)
 node bench/primitives.mjs     # what a Duplex, a WeakRef, a FinalizationRegistry entry, a p-limit call cost here
 \`\`\`
 `;

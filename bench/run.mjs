@@ -3,7 +3,7 @@
 //   --smoke (or BENCH_SMOKE=1)  tiny sizes, one repetition, no targets asserted;
 //                               BENCHMARKS.md and results.svg go to a temp directory
 //   --reps N                    repetitions per subject (default 7; smoke 1)
-//   --only a,b                  figures to run: checkout, contended, roundtrip, tlsdials, throughput, scale
+//   --only a,b                  figures to run: checkout, contended, contended-await, roundtrip, tlsdials, throughput, scale
 //   --out DIR                   where to write BENCHMARKS.md (results.svg goes to DIR/bench)
 //
 // stdout: the table, then one JSON line per figure. Progress goes to stderr.
@@ -36,6 +36,7 @@ const smoke = args.smoke || ['1', 'true'].includes(process.env.BENCH_SMOKE ?? ''
 const FULL = {
   checkout: { ops: 500_000, warmupOps: 50_000 },
   contended: { ops: 100_000, warmupOps: 20_000, callers: 1_000 },
+  contendedAwait: { ops: 100_000, warmupOps: 20_000, callers: 1_000 },
   roundTrip: { kept: 15_000, keptWarmup: 2_000, fresh: 1_000, freshWarmup: 200, tlsKept: 15_000, tlsFresh: 200, tlsResumed: 300, tlsFreshWarmup: 50, slices: 10 },
   throughput: { bytes: 512 * 1024 * 1024, warmupBytes: 64 * 1024 * 1024, chunk: 64 * 1024, slices: 8 },
   scale: { ops: 100_000, warmupOps: 20_000, handles: [10, 100_000], keys: [1, 10_000], waiters: [0, 100_000], idle: [0, 10_000] },
@@ -43,6 +44,7 @@ const FULL = {
 const SMOKE = {
   checkout: { ops: 300, warmupOps: 50 },
   contended: { ops: 500, warmupOps: 100, callers: 100 },
+  contendedAwait: { ops: 500, warmupOps: 100, callers: 100 },
   roundTrip: { kept: 200, keptWarmup: 20, fresh: 20, freshWarmup: 5, tlsKept: 100, tlsFresh: 10, tlsResumed: 10, tlsFreshWarmup: 3, slices: 2 },
   throughput: { bytes: 4 * 1024 * 1024, warmupBytes: 1024 * 1024, chunk: 64 * 1024, slices: 2 },
   scale: { ops: 300, warmupOps: 50, handles: [10, 1_000], keys: [1, 100], waiters: [0, 1_000], idle: [0, 100] },
@@ -50,6 +52,7 @@ const SMOKE = {
 const FIGURES = {
   checkout: figures.checkout,
   contended: figures.contended,
+  'contended-await': figures.contendedAwait,
   roundtrip: figures.roundTrips,
   tlsdials: figures.tlsDials,
   throughput: figures.throughput,

@@ -48,7 +48,6 @@ export class ConnResource {
   #own: PooledSocket | undefined = undefined;
   /** A get() is in progress; its signal and leak trace. */
   #isGetting = false;
-  #signal: AbortSignal | undefined = undefined;
   #trace: Error | undefined = undefined;
   #isCloseScheduled = false;
 
@@ -64,11 +63,8 @@ export class ConnResource {
     if (index === undefined) indexes.set(pool, (index = new IdleIndex()));
     this.#index = index;
     this.#key = `${network}|${address}|${NET_DIALER_KEY}`;
-    const handle = this;
     this.#claimant = {
-      get signal() {
-        return handle.#signal;
-      },
+      signal: undefined,
       reuse: () => this.#reuse(),
       seated: (claim) => this.#seated(claim),
       abandoned: () => this.#abandoned(),
@@ -105,7 +101,7 @@ export class ConnResource {
     }
     this.#isGetting = true;
     // Aborted before the call: the Go package's immediate canceler, which only forbids waiting for a slot.
-    this.#signal = checked?.aborted ? undefined : checked;
+    this.#claimant.signal = checked?.aborted ? undefined : checked;
     this.#trace = this.#pool.traceLeaks || isDebugging ? new Error('get() called here') : undefined;
     const conn = this.#pool.acquire(checked, this.#claimant);
     // An idle socket taken at once (the hot path) or in turn comes without an async frame.
@@ -126,7 +122,7 @@ export class ConnResource {
 
   async #dialInto(): Promise<PooledConn> {
     try {
-      return this.#lend(await this.#dial(this.#signal));
+      return this.#lend(await this.#dial(this.#claimant.signal));
     } catch (error) {
       this.#abandoned();
       throw error;
@@ -147,7 +143,7 @@ export class ConnResource {
   /** The get() in progress is over, whatever came of it; a scheduleClose() meant for it ends with it. */
   #abandoned(): void {
     this.#isGetting = this.#isCloseScheduled = false;
-    this.#signal = this.#trace = undefined;
+    this.#claimant.signal = this.#trace = undefined;
   }
 
   /**

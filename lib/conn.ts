@@ -340,3 +340,7 @@ export class PooledConn extends Duplex {
     return this.#socket;
   }
 }
+
+// Resolving a promise with a connection looks up `then` on it: found at once
+// here rather than after six prototypes (a conn is still not a thenable).
+Object.defineProperty(PooledConn.prototype, 'then', { value: undefined });

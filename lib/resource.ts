@@ -43,7 +43,6 @@ export class Resource {
    * own release (E13; an eviction may release it while its get() waits).
    */
   #releasing: Promise<{ error: unknown } | undefined> | undefined = undefined;
-  #signal: AbortSignal | undefined = undefined;
   #isReleaseScheduled = false;
   /** How the last holder let go, so that put() after release() is harmless and a second put() is not. */
   #lastEnd: 'put' | 'release' | undefined = undefined;
@@ -53,11 +52,8 @@ export class Resource {
     this.#pool = pool;
     this.#allocateReleaser = allocateReleaser;
     this.#seat = new ResourceSeat(() => this.#shut());
-    const resource = this;
     this.#claimant = {
-      get signal() {
-        return resource.#signal;
-      },
+      signal: undefined,
       reuse: () => (this.#seat.isIdle ? this.#seat : undefined),
       seated: (claim) => this.#seated(claim),
       abandoned: () => this.#abandoned(),
@@ -78,7 +74,7 @@ export class Resource {
       throw new ConnInUseError('resource is already in use: put() or release() it first');
     }
     this.#state = 'getting';
-    this.#signal = checked?.aborted ? undefined : checked;
+    this.#claimant.signal = checked?.aborted ? undefined : checked;
     await this.#pool.acquire(checked, this.#claimant);
   }
 
@@ -138,7 +134,7 @@ export class Resource {
     if (claim === null) {
       try {
         if (this.#releasing !== undefined) await this.#untilReleased();
-        await this.#allocateReleaser.allocate(this.#signal);
+        await this.#allocateReleaser.allocate(this.#claimant.signal);
       } catch (error) {
         this.#pool.vacate();
         this.#abandoned();
@@ -147,7 +143,7 @@ export class Resource {
       this.#seat.bornAt = performance.now();
     }
     this.#state = 'held';
-    this.#signal = undefined;
+    this.#claimant.signal = undefined;
   }
 
   /**
@@ -157,7 +153,7 @@ export class Resource {
    */
   #untilReleased(): Promise<unknown> {
     const releasing = this.#releasing!;
-    const signal = this.#signal;
+    const signal = this.#claimant.signal;
     if (signal === undefined) return releasing;
     if (signal.aborted) return Promise.reject(new ResourceLimitExceededError({ cause: signal.reason }));
     return new Promise((resolve, reject) => {
@@ -175,7 +171,7 @@ export class Resource {
   /** The pending get() failed or was turned away: back to what the allocation is now. */
   #abandoned(): void {
     this.#state = this.#seat.isIdle ? 'idle' : this.#releasing !== undefined ? 'releasing' : 'free';
-    this.#signal = undefined;
+    this.#claimant.signal = undefined;
     this.#isReleaseScheduled = false;
   }
 

@@ -35,7 +35,8 @@ export abstract class Seat {
  * @internal
  */
 export interface Claimant<T> {
-  readonly signal: AbortSignal | undefined;
+  /** Set by the claimant for each request (a data property: claimants stay fast objects). */
+  signal: AbortSignal | undefined;
   reuse(): Seat | undefined;
   seated(claim: Claim): T | Promise<T>;
   abandoned(): void;
