@@ -44,7 +44,7 @@ export class HttpAgent extends http.Agent {
     this.#isTargetSet = TARGET_OPTIONS.some((name) => name in agentOptions);
     const dialer = netDialer({ timeout: connectTimeout });
     const shared: Dialer = { key: 'http', dial: dialer.dial };
-    this.#lender = new Lender({ pool, maxSockets, acquireTimeout }, (target) =>
+    this.#lender = new Lender({ pool, maxSockets, acquireTimeout, timeout: agentOptions.timeout }, (target) =>
       target.localAddress ? { key: `http|${target.localAddress}`, dial: netDialer({ timeout: connectTimeout, localAddress: target.localAddress }).dial } : shared,
     );
   }
@@ -95,7 +95,7 @@ export class HttpsAgent extends https.Agent {
     super({ ...agentOptions, keepAlive: true });
     // One dialer (one SecureContext, one idle key) per distinct set of TLS options.
     const dialers = new Map<string, Dialer>();
-    this.#lender = new Lender({ pool, maxSockets, acquireTimeout }, (requestTarget) => {
+    this.#lender = new Lender({ pool, maxSockets, acquireTimeout, timeout: agentOptions.timeout }, (requestTarget) => {
       const target = { ...requestTarget, ...optionsOf(this) };
       const tlsOptions: Record<string, unknown> = {};
       let signature = '';

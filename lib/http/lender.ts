@@ -69,6 +69,8 @@ class Lending {
   timeout: Error | undefined = undefined;
   handle: ConnResource | undefined = undefined;
   conn: PooledConn | undefined = undefined;
+  /** Why the request was given up while its first, signal-less get() ran (`agent.destroy()`). */
+  cancelled: Error | undefined = undefined;
 
   constructor(
     readonly req: ClientRequest,
@@ -100,16 +102,19 @@ export class Lender {
   readonly #pool: ResourcePool;
   readonly #maxSockets: number;
   readonly #acquireTimeout: number;
+  /** The agent's `timeout` option: the inactivity timeout of its sockets, as Node's agent sets it. */
+  readonly #socketTimeout: number;
   readonly #dialerFor: (target: RequestTarget, name: string) => Dialer;
   readonly #origins = new Map<string, Origin>();
   readonly #lendings = new Set<Lending>();
 
-  constructor(options: PoolAgentOptions, dialerFor: (target: RequestTarget, name: string) => Dialer) {
+  constructor(options: PoolAgentOptions & { timeout?: number }, dialerFor: (target: RequestTarget, name: string) => Dialer) {
     const pool = options.pool ?? getResourcePool();
     if (!(pool instanceof ResourcePool)) throw new TypeError('options.pool must be a ResourcePool');
     this.#pool = pool;
     this.#maxSockets = positive('maxSockets', options.maxSockets);
     this.#acquireTimeout = positive('acquireTimeout', options.acquireTimeout);
+    this.#socketTimeout = options.timeout ?? 0;
     this.#dialerFor = dialerFor;
   }
 
@@ -135,7 +140,7 @@ export class Lender {
   destroy(): void {
     for (const lending of this.#lendings) {
       if (lending.conn !== undefined) lending.conn.destroy();
-      else this.#giveUp(lending, new Error('the agent was destroyed'));
+      else this.#giveUp(lending, hangUp());
     }
   }
 
@@ -148,6 +153,7 @@ export class Lender {
     handle.get(signal, origin.dialer).then(
       (conn) => this.#attach(lending, conn),
       (error: unknown) => {
+        if (lending.cancelled !== undefined) return this.#failed(lending, lending.cancelled);
         if (signal === NOW && error instanceof ResourceLimitExceededError && error.cause === NOW.reason) {
           // No socket without waiting: wait in turn, now with a signal of its own.
           this.#watch(lending);
@@ -190,8 +196,16 @@ export class Lender {
 
   #attach(lending: Lending, conn: PooledConn): void {
     clearTimeout(lending.timer);
-    lending.conn = conn;
     const { req, origin } = lending;
+    if (lending.cancelled !== undefined) {
+      // Given up while it was being got: nothing was written on it.
+      conn.put();
+      return this.#failed(lending, lending.cancelled);
+    }
+    lending.conn = conn;
+    // What Node's agent does when it makes a socket and hands it to a request.
+    const timeout = (req as ClientRequest & { timeout?: number }).timeout ?? this.#socketTimeout;
+    if (timeout > 0) conn.setTimeout(timeout);
     let isOver = false;
     const end = (isReusable: boolean, isHandleFree = true): void => {
       if (isOver) return;
@@ -225,7 +239,8 @@ export class Lender {
       else onSocket(req, undefined, new ResourceLimitExceededError({ cause: reason }));
       return;
     }
-    lending.controller?.abort(reason);
+    if (lending.controller !== undefined) lending.controller.abort(reason);
+    else lending.cancelled ??= reason;
   }
 
   #next(origin: Origin): void {
@@ -282,6 +297,11 @@ function positive(name: string, value: number | undefined): number {
   if (value === undefined) return Number.POSITIVE_INFINITY;
   if (typeof value !== 'number' || !(value > 0)) throw new RangeError(`${name} must be a number > 0, received ${String(value)}`);
   return value;
+}
+
+/** What a request gets when its agent is destroyed under it: Node's own 'socket hang up'. */
+function hangUp(): Error {
+  return Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
 }
 
 function timedOutAfter(ms: number): Error {

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { Agent, type Dispatcher } from 'undici';
+import { Agent, Client, Pool, type Dispatcher } from 'undici';
 import {
   getResourcePool,
   New,
@@ -82,6 +82,7 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
   const connect = (
     opts: { protocol: string; hostname: string; port: string },
     callback: (error: Error | null, socket: PooledConn | null) => void,
+    client: Client,
   ): void => {
     const isSecure = opts.protocol === 'https:';
     const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
@@ -92,7 +93,7 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
     const signal = waitLimit === Number.POSITIVE_INFINITY ? undefined : AbortSignal.timeout(waitLimit);
     handle.get(signal, isSecure ? secure : plain).then(
       (conn) => {
-        handOffWhenIdle(conn, () => release(name, handle));
+        handOffWhenIdle(conn, client, () => release(name, handle));
         callback(null, conn);
       },
       (error: Error) => {
@@ -102,8 +103,17 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
     );
   };
 
+  // Each Client gets a connector of its own, which knows whether the client
+  // still runs a request when it destroys its socket.
+  const clientFactory = (origin: URL | string, clientOptions: object): Client => {
+    const client: Client = new Client(origin, {
+      ...clientOptions,
+      connect: ((opts: never, callback: never) => connect(opts, callback, client)) as never,
+    });
+    return client;
+  };
   return new Agent({
-    connect: connect as never,
+    factory: (origin, poolOptions) => new Pool(origin, { ...poolOptions, factory: clientFactory }),
     connections: maxSockets ?? null,
     keepAliveTimeout: idleHandoff,
     keepAliveMaxTimeout: idleHandoff,
@@ -114,13 +124,14 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
 
 /**
  * undici destroys a connection it has had no request for with an
- * informational 'socket idle timeout' error, and one it never used when it
- * closes an origin's pool: those are put back in the pool (the wrapper is
- * then destroyed, which leaves the socket alone). Any other destroy closes
- * the socket: it may be mid-exchange. Either way `released` hears that the
- * handle is free again.
+ * informational 'socket idle timeout' error, and all of an origin's when it
+ * closes that origin's pool (gracefully, after the last response, or not).
+ * A connection that is between requests then, or never carried one, is put
+ * back in the pool (the wrapper is then destroyed, which
+ * leaves the socket alone). Any other is closed: it may be mid-exchange.
+ * Either way `released` hears that the handle is free again.
  */
-function handOffWhenIdle(conn: PooledConn, released: () => void): void {
+function handOffWhenIdle(conn: PooledConn, client: Client, released: () => void): void {
   let isUsed = false;
   const write = conn.write;
   conn.write = function (this: PooledConn, ...args: Parameters<PooledConn['write']>) {
@@ -130,10 +141,17 @@ function handOffWhenIdle(conn: PooledConn, released: () => void): void {
   } as PooledConn['write'];
   const destroy = conn.destroy;
   conn.destroy = function (this: PooledConn, error?: Error) {
-    if (this.isOut && (!isUsed || isIdleTimeout(error))) this.put();
+    if (this.isOut && (!isUsed || isIdleTimeout(error) || isClosedBetweenRequests(error, client))) this.put();
     return destroy.call(this, error);
   };
   conn.once('close', released);
+}
+
+/** undici closed the client (`ClientDestroyedError`) after its last response: the socket is between requests. */
+function isClosedBetweenRequests(error: Error | undefined, client: Client): boolean {
+  if ((error as { code?: string } | undefined)?.code !== 'UND_ERR_DESTROYED') return false;
+  const { running, pending } = client.stats;
+  return running === 0 && pending === 0;
 }
 
 function isIdleTimeout(error: Error | undefined): boolean {
