@@ -79,24 +79,28 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
     list.push(handle);
   };
 
+  const waits = new Waits();
   const connect = (
     opts: { protocol: string; hostname: string; port: string },
     callback: (error: Error | null, socket: PooledConn | null) => void,
     client: Client,
   ): void => {
     const isSecure = opts.protocol === 'https:';
+    const wait = waits.connecting(`${opts.protocol}//${opts.hostname}${opts.port ? `:${opts.port}` : ''}`);
     const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
     const port = opts.port || (isSecure ? '443' : '80');
     const address = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
     const name = `${opts.protocol}//${address}`;
     const handle = handles.get(name)?.pop() ?? New('tcp', address, { pool });
-    const signal = waitLimit === Number.POSITIVE_INFINITY ? undefined : AbortSignal.timeout(waitLimit);
+    const signal = waitLimit === Number.POSITIVE_INFINITY ? wait.signal : AbortSignal.any([wait.signal, AbortSignal.timeout(waitLimit)]);
     handle.get(signal, isSecure ? secure : plain).then(
       (conn) => {
+        wait.done();
         handOffWhenIdle(conn, client, () => release(name, handle));
         callback(null, conn);
       },
       (error: Error) => {
+        wait.done();
         release(name, handle);
         callback(error.name === 'TimeoutError' ? new ResourceLimitExceededError({ cause: error }) : error, null);
       },
@@ -112,7 +116,7 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
     });
     return client;
   };
-  return new Agent({
+  return new PoolDispatcher(waits, {
     factory: (origin, poolOptions) => new Pool(origin, { ...poolOptions, factory: clientFactory }),
     connections: maxSockets ?? null,
     keepAliveTimeout: idleHandoff,
@@ -120,6 +124,172 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
     keepAliveTimeoutThreshold: KEEP_ALIVE_HINT_THRESHOLD_MS,
     allowH2: false,
   });
+}
+
+type LegacyHandler = Dispatcher.DispatchHandler & {
+  onConnect?(abort: (reason?: unknown) => void, context?: object): void;
+  onError?(error: Error): void;
+  onUpgrade?(...args: unknown[]): void;
+  onResponseStarted?(): void;
+  onHeaders?(...args: unknown[]): boolean;
+  onData?(chunk: Buffer): boolean;
+  onComplete?(trailers: unknown): void;
+  onBodySent?(chunk: unknown): void;
+  onRequestSent?(): void;
+};
+
+/**
+ * The requests of each origin that wait for a connection, and the connects
+ * (each a wait for a pool slot, then a dial) made for them. undici tells its
+ * connector nothing of a request aborted before it has a connection: when the
+ * last of an origin's waiting requests is aborted, its connects are aborted
+ * too, so their waits leave the pool's queue at once.
+ */
+class Waits {
+  readonly #origins = new Map<string, { waiting: number; connects: Set<AbortController> }>();
+
+  #origin(key: string): { waiting: number; connects: Set<AbortController> } {
+    let origin = this.#origins.get(key);
+    if (origin === undefined) this.#origins.set(key, (origin = { waiting: 0, connects: new Set() }));
+    return origin;
+  }
+
+  /** A connect for `key` starts; its signal aborts if nobody waits for it any more. */
+  connecting(key: string): { signal: AbortSignal; done(): void } {
+    const origin = this.#origin(key);
+    const controller = new AbortController();
+    origin.connects.add(controller);
+    return { signal: controller.signal, done: () => origin.connects.delete(controller) };
+  }
+
+  /** A request for `key` waits for a connection; call what it returns once it has one, or is over. */
+  waiting(key: string): () => void {
+    const origin = this.#origin(key);
+    origin.waiting++;
+    return () => void origin.waiting--;
+  }
+
+  /** A waiting request of `key` was aborted with `reason`. */
+  aborted(key: string, reason: unknown): void {
+    const origin = this.#origin(key);
+    if (origin.waiting > 0) return;
+    for (const controller of origin.connects) controller.abort(reason);
+    origin.connects.clear();
+  }
+}
+
+/**
+ * undici's Agent, told of each request (legacy handlers, which undici's own
+ * `request()`, `stream()` and `fetch()` use) that waits for a connection, so
+ * that a request whose `signal` aborts then fails at once and stops the
+ * connect's wait for a slot (see {@link Waits}).
+ */
+class PoolDispatcher extends Agent {
+  readonly #waits: Waits;
+  readonly #keys = new Map<string, string>();
+
+  constructor(waits: Waits, options: Agent.Options) {
+    super(options);
+    this.#waits = waits;
+  }
+
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const legacy = handler as LegacyHandler;
+    if (typeof legacy.onConnect !== 'function' || typeof legacy.onError !== 'function') return super.dispatch(options, handler);
+    const key = this.#key(options.origin);
+    if (key === undefined) return super.dispatch(options, handler);
+    return super.dispatch(options, new WaitingRequest(legacy, key, this.#waits, (options as { signal?: AbortSignal }).signal) as never);
+  }
+
+  #key(origin: string | URL | undefined): string | undefined {
+    if (origin === undefined) return undefined;
+    if (typeof origin !== 'string') return origin.origin;
+    let key = this.#keys.get(origin);
+    if (key === undefined) {
+      try {
+        key = new URL(origin).origin;
+      } catch {
+        return undefined;
+      }
+      if (this.#keys.size < 10_000) this.#keys.set(origin, key);
+    }
+    return key;
+  }
+}
+
+/** A legacy undici handler, forwarded, that counts as waiting for a connection until it has one. */
+class WaitingRequest {
+  #connected: (() => void) | undefined;
+  #abortedWith: { reason: unknown } | undefined = undefined;
+  readonly #stopListening: (() => void) | undefined;
+
+  constructor(
+    readonly handler: LegacyHandler,
+    readonly key: string,
+    readonly waits: Waits,
+    signal: AbortSignal | undefined,
+  ) {
+    this.#connected = waits.waiting(key);
+    if (signal === undefined || typeof signal.addEventListener !== 'function') return;
+    const onAbort = (): void => this.#abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.#stopListening = () => signal.removeEventListener('abort', onAbort);
+  }
+
+  /** Aborted before it had a connection: it fails now, and its origin's connects stop waiting if nobody else needs them. */
+  #abort(reason: unknown): void {
+    if (this.#connected === undefined) return;
+    this.#settle();
+    this.#abortedWith = { reason };
+    this.handler.onError!(reason as Error);
+    this.waits.aborted(this.key, reason);
+  }
+
+  #settle(): void {
+    this.#connected?.();
+    this.#connected = undefined;
+    this.#stopListening?.();
+  }
+
+  onConnect(abort: (reason?: unknown) => void, context?: object): void {
+    if (this.#abortedWith !== undefined) return abort(this.#abortedWith.reason);
+    this.#settle();
+    this.handler.onConnect!(abort, context);
+  }
+
+  onError(error: Error): void {
+    if (this.#abortedWith !== undefined) return;
+    this.#settle();
+    this.handler.onError!(error);
+  }
+
+  onUpgrade(...args: unknown[]): void {
+    this.handler.onUpgrade?.(...args);
+  }
+
+  onResponseStarted(): void {
+    this.handler.onResponseStarted?.();
+  }
+
+  onHeaders(...args: unknown[]): boolean {
+    return this.handler.onHeaders?.(...args) ?? true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.handler.onData?.(chunk) ?? true;
+  }
+
+  onComplete(trailers: unknown): void {
+    this.handler.onComplete?.(trailers);
+  }
+
+  onBodySent(chunk: unknown): void {
+    this.handler.onBodySent?.(chunk);
+  }
+
+  onRequestSent(): void {
+    this.handler.onRequestSent?.();
+  }
 }
 
 /**
