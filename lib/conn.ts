@@ -11,6 +11,8 @@ const DUPLEX_OPTIONS = { readableHighWaterMark: 0 };
 const OUT = 0;
 const PUT = 1;
 const CLOSED = 2;
+/** Destroyed, but not by close(): by a socket error, destroy() or autoDestroy. */
+const DESTROYED = 3;
 
 /**
  * A pooled network connection: a `Duplex` over a socket the pool owns, which
@@ -40,7 +42,7 @@ export class PooledConn extends Duplex {
   readonly #pooled: PooledSocket;
   readonly #socket: Socket;
   /** Whether the user has let go: put(), close(), or neither yet. */
-  #state: typeof OUT | typeof PUT | typeof CLOSED = OUT;
+  #state: typeof OUT | typeof PUT | typeof CLOSED | typeof DESTROYED = OUT;
   /** Still owns the socket's slot: until put(), close(), destroy() or a socket error. */
   #isHolding = true;
   #hasTimeout = false;
@@ -81,6 +83,7 @@ export class PooledConn extends Duplex {
   put(): void {
     if (this.#state !== OUT) {
       if (this.#state === PUT) throw new ConnReleasedError('put() called twice on the same connection');
+      if (this.#state === DESTROYED) this.#state = PUT; // its slot is already free
       return;
     }
     this.#release(PUT);
@@ -95,7 +98,12 @@ export class PooledConn extends Duplex {
    * its slot is free. Does nothing after `put()`.
    */
   close(): Promise<void> {
-    if (this.#state === OUT) this.destroy();
+    if (this.#state === OUT) {
+      this.#release(CLOSED);
+      this.destroy();
+    } else if (this.#state === DESTROYED) {
+      this.#state = CLOSED;
+    }
     return this.#closing ?? Promise.resolve();
   }
 
@@ -134,10 +142,12 @@ export class PooledConn extends Duplex {
     return super.pipe(destination, options);
   }
 
-  /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
+  /**
+   * Starts the flow of 'data' events. Does nothing once the connection is
+   * put or closed: Node's own pipes call it on a later tick (E10).
+   */
   override resume(): this {
-    this.#assertOut();
-    return super.resume();
+    return this.#state === OUT ? super.resume() : this;
   }
 
   /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
@@ -310,9 +320,14 @@ export class PooledConn extends Duplex {
     callback(this.#isHolding ? error : null);
   };
 
-  /** Destroying the connection (as `pipeline()` does on error) is `close()` (E10). */
+  /**
+   * Destroying the connection (as `pipeline()` does on error), or a socket
+   * error while it is read, frees its slot as `close()` does (E10). It then
+   * behaves as any destroyed stream; only put() and close() make its calls
+   * throw ConnReleasedError (S8).
+   */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (this.#state === OUT) this.#release(CLOSED);
+    if (this.#state === OUT) this.#release(DESTROYED);
     if (this.#isHolding) {
       this.#isHolding = false;
       this.#closing = this.#pooled.retire();
@@ -324,19 +339,22 @@ export class PooledConn extends Duplex {
    * The user let go: the connection stops flowing and unpiping, so Node's
    * stream machinery never calls read() on it again (E10).
    */
-  #release(state: typeof PUT | typeof CLOSED): void {
-    this.#state = state;
-    this.#pooled.isOut = false;
+  #release(state: typeof PUT | typeof CLOSED | typeof DESTROYED): void {
+    // Unpiping may flow once more at once (a pipe waiting for 'drain' resumes
+    // its source as it lets go), so it comes before the pause, and both
+    // before the state changes: until then, reads are still the user's.
     if (this.#isPiped) this.unpipe();
     if (this.readableFlowing === true) this.pause();
+    this.#state = state;
+    this.#pooled.isOut = false;
   }
 
   #assertOut(): void {
-    if (this.#state !== OUT) throw new ConnReleasedError();
+    if (this.#state === PUT || this.#state === CLOSED) throw new ConnReleasedError();
   }
 
   #live(): Socket {
-    if (this.#state !== OUT) throw new ConnReleasedError();
+    this.#assertOut();
     return this.#socket;
   }
 }
