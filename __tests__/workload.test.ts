@@ -10,7 +10,7 @@
  * their own, helpers/workload-server.mjs), and jest's instrumentation stays
  * out of the way.
  *
- * Seeds: FUZZ_SEED (default 1) and the FUZZ_RUNS seeds from it (default 6
+ * Seeds: FUZZ_SEED (default 1) and the FUZZ_RUNS seeds from it (default 4
  * with no FUZZ_SEED, 1 with one). Replay a failing seed with
  *   FUZZ_SEED=<seed> npm test -- __tests__/workload.test.ts
  * or, without jest, `node --expose-gc __tests__/helpers/workload-child.mjs <seed>`.
@@ -23,7 +23,7 @@ interface WorkloadOutcome {
   summary: Record<string, unknown>;
 }
 
-const DEFAULT_RUNS = 6;
+const DEFAULT_RUNS = 4;
 
 function integerFromEnv(name: string): number | undefined {
   const text = process.env[name];
