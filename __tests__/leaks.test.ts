@@ -92,8 +92,14 @@ test('E9: the slot of a dropped connection comes back in this process too', asyn
 });
 
 test('a connection awaiting a reply, reachable only through its own listeners, is not collected', async () => {
-  // The reply comes after the connection is watched for leaks (out across a whole sweep).
-  const slow = await startServer((socket) => socket.once('data', (data) => setTimeout(() => socket.write(data), 2_500)));
+  // The reply comes only once the connection is watched for leaks (out across
+  // two sweeps, a second apart) and full collections have run.
+  let replyNow: (() => void) | undefined;
+  const slow = await startServer((socket) =>
+    socket.once('data', (data) => {
+      replyNow = () => socket.write(data);
+    }),
+  );
   const pool = new ResourcePool({ max: 1 });
   const reply = (async () => {
     const conn = await New('tcp', slow.address, { pool }).get();
@@ -102,13 +108,15 @@ test('a connection awaiting a reply, reachable only through its own listeners, i
     conn.put();
     return String(chunk);
   })();
-  for (let i = 0; i < 25; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await gc();
-  }
+  // Sweeps at about 1 s (seen) and 2 s (registered); a margin for a loaded machine.
+  await new Promise((resolve) => setTimeout(resolve, 3_300));
+  await gc();
+  await gc();
+  expect(replyNow).toBeDefined();
+  replyNow!();
   expect(await reply).toBe('wait for me');
   expect(warnings.filter((warning) => (warning as { code?: string }).code === 'CONNPOOL_LEAK')).toHaveLength(0);
   expect(pool.stats()).toMatchObject({ inUse: 0, idle: 1 });
   await drainPool(pool);
   await slow.close();
-});
+}, 60_000);
