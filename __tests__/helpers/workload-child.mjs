@@ -613,6 +613,11 @@ function readFlowing(conn, parser, stop, untilEof, sloppy, released) {
     const onEnd = () => finish('eof');
     const onError = () => finish('error');
     const onStop = () => finish('stopped');
+    // Destroyed before the reader came (a peer's reset): no event is coming.
+    if (conn.destroyed) {
+      count('destroyed before the reader came');
+      return finish('error');
+    }
     conn.on('data', onData);
     conn.on('end', onEnd);
     conn.on('error', onError);
@@ -684,6 +689,11 @@ function readPiped(conn, parser, stop, untilEof, sloppy, jitter, released, slown
       whenFlushed();
     };
     const onStop = () => finish('stopped');
+    // Destroyed before the reader came (a peer's reset): no event is coming.
+    if (conn.destroyed) {
+      count('destroyed before the reader came');
+      return finish('error');
+    }
     conn.on('data', (chunk) => {
       if (released.value) released.late(chunk);
     });

@@ -26,6 +26,7 @@
 //
 // Independently of requests, a few accepted connections (<rate> per mille each)
 // are reset, closed, or sent a junk line at once.
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 const [seedText, countText, rateText] = process.argv.slice(2);
@@ -156,10 +157,35 @@ for (let i = 0; i < count; i++) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   ports.push(server.address().port);
 }
-const closed = net.createServer();
-await new Promise((resolve) => closed.listen(0, '127.0.0.1', resolve));
-const refused = closed.address().port;
-await new Promise((resolve) => closed.close(resolve));
+const refused = await refusedPort();
+
+/**
+ * A port nothing listens on, below the ephemeral range: a port from that range
+ * may later be a client socket's own, and a connect to it then reaches itself
+ * (TCP simultaneous open) instead of being refused.
+ */
+async function refusedPort() {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // not Linux: the usual default
+  }
+  const random = mulberry32(seed);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 1024 + Math.floor(random() * Math.max(1, low - 1024));
+    const probe = net.createServer();
+    const isFree = await new Promise((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (isFree) {
+      await new Promise((resolve) => probe.close(resolve));
+      return port;
+    }
+  }
+  throw new Error('no free port below the ephemeral range');
+}
 
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();
