@@ -5,6 +5,7 @@
 // ('speedup': connpool's rate / the row's rate; 'cost': time per op at the
 // large size / at the small size).
 import { once } from 'node:events';
+import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import genericPool from 'generic-pool';
@@ -704,5 +705,322 @@ export async function scale(env) {
       },
     }),
   );
+  return out;
+}
+
+// ------------------------------------------------------------ HTTP and fresh dials
+
+/** One GET through Node's HTTP client; resolves once the whole response is read. */
+function nodeGet(agent, host, port) {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host, port, path: '/', agent }, (res) => {
+        res.once('error', reject);
+        res.once('end', resolve);
+        res.resume();
+      })
+      .once('error', reject);
+  });
+}
+
+/** One GET through `undici.request`; resolves once the whole body is read. */
+async function undiciGet(request, dispatcher, url) {
+  const { body } = await request(url, { dispatcher });
+  await body.text();
+}
+
+/** connpool's two HTTP clients, the first subject of each pair in figures f and g. */
+const HTTP_AGENT = 'HttpAgent';
+const UNDICI_DISPATCHER = 'createDispatcher';
+
+/**
+ * f. Requests/s on one origin (the child's node:http server, body 'ok',
+ * keep-alive): connpool's HttpAgent against `http.Agent({ keepAlive: true })`
+ * (both through `http.get`), and createDispatcher against `undici.Agent()`
+ * (both through `undici.request`); one request at a time, then `callers` at once.
+ */
+export async function httpRequests(env) {
+  const { ResourcePool } = env.lib;
+  const { HttpAgent } = await import('../dist/http/index.js');
+  const { createDispatcher } = await import('../dist/undici/index.js');
+  const undici = await import('undici');
+  const sizes = env.sizes.http;
+  const port = env.ports.http;
+  const url = `http://${HOST}:${port}/`;
+  const out = [];
+  for (const mode of ['sequential', 'concurrent']) {
+    const callers = mode === 'sequential' ? 1 : sizes.callers;
+    const ops = mode === 'sequential' ? sizes.sequential : sizes.concurrent;
+    const warmupOps = mode === 'sequential' ? sizes.sequentialWarmup : sizes.concurrentWarmup;
+    const sequentially = (get) => async (n) => {
+      for (let i = 0; i < n; i++) await get();
+    };
+    const loop = (get) => (callers === 1 ? sequentially(get) : (n) => contend(callers, n, get));
+    const agentPool = new ResourcePool({ max: 100, name: `bench-http-agent-${mode}` });
+    const dispatcherPool = new ResourcePool({ max: 100, name: `bench-http-dispatcher-${mode}` });
+    const pooledAgent = new HttpAgent({ pool: agentPool });
+    const stockAgent = new http.Agent({ keepAlive: true });
+    const dispatcher = createDispatcher({ pool: dispatcherPool });
+    const stockDispatcher = new undici.Agent();
+    const subjects = [
+      { name: HTTP_AGENT, run: loop(() => nodeGet(pooledAgent, HOST, port)) },
+      { name: 'http.Agent({ keepAlive })', run: loop(() => nodeGet(stockAgent, HOST, port)) },
+      { name: UNDICI_DISPATCHER, run: loop(() => undiciGet(undici.request, dispatcher, url)) },
+      { name: 'undici.Agent()', run: loop(() => undiciGet(undici.request, stockDispatcher, url)) },
+    ].map((s) => ({ ...s, ops, warmupOps }));
+    try {
+      const results = await interleave(`HTTP ${mode}`, subjects, env.reps, { slices: sizes.slices, alternate: true });
+      out.push({
+        id: `http-${mode}`,
+        title: `f. HTTP, 1 origin, ${callers === 1 ? 'sequential' : `${callers} concurrent`}`,
+        unit: 'requests/s',
+        subjects: results,
+        comparisons: [
+          speedup(results, HTTP_AGENT, 'http.Agent({ keepAlive })', { op: '>=', value: 0.9 }),
+          speedup(results, UNDICI_DISPATCHER, 'undici.Agent()', { op: '>=', value: 0.9 }, UNDICI_DISPATCHER),
+        ],
+        notes: {
+          callers,
+          requests: ops,
+          // Connections connpool made and reused over the figure, warm-up included:
+          // createDispatcher hands an idle socket back after idleHandoff (10 ms), and undici connects again.
+          [HTTP_AGENT]: connpoolCounts(agentPool),
+          [UNDICI_DISPATCHER]: connpoolCounts(dispatcherPool),
+        },
+      });
+    } finally {
+      pooledAgent.destroy();
+      stockAgent.destroy();
+      await dispatcher.close();
+      await stockDispatcher.close();
+      await agentPool.close();
+      await dispatcherPool.close();
+    }
+  }
+  return out;
+}
+
+function connpoolCounts(pool) {
+  const { dials, reuses, evictions } = pool.stats();
+  return { dials, reuses, evictions };
+}
+
+/** Origin k of the fan-out: 127.0.1.1, 127.0.1.2, ..., 250 per third byte. */
+const fanoutHost = (k) => `127.0.${1 + Math.floor(k / 250)}.${1 + (k % 250)}`;
+
+/**
+ * g. `requests` GETs fired at once over `origins` origins (request i to origin
+ * i % origins, each origin a loopback address of the child's server on
+ * 0.0.0.0), with `cap` connections: HttpAgent and createDispatcher on a
+ * private ResourcePool({ max: cap }), http.Agent with `maxTotalSockets: cap`,
+ * undici.Agent with `connections: 1` (undici has no cap across origins; one
+ * connection per origin is the tightest it can express). Every run starts
+ * from a fresh agent (and pool), closed after it, untimed.
+ */
+export async function httpFanout(env) {
+  const { ResourcePool } = env.lib;
+  const { HttpAgent } = await import('../dist/http/index.js');
+  const { createDispatcher } = await import('../dist/undici/index.js');
+  const undici = await import('undici');
+  const { requests, warmupRequests, origins, cap } = env.sizes.fanout;
+  const port = env.ports.fanout;
+  const urls = Array.from({ length: origins }, (_, k) => `http://${fanoutHost(k)}:${port}/`);
+  const hosts = Array.from({ length: origins }, (_, k) => fanoutHost(k));
+  const fire = (n, get) => Promise.all(Array.from({ length: n }, (_, i) => get(i % origins)));
+  const seen = {};
+  /** A subject whose client is made before each run and closed after it. */
+  const subject = (name, open, get, close) => {
+    let client;
+    return {
+      name,
+      ops: requests,
+      warmupOps: warmupRequests,
+      async before() {
+        client = open();
+      },
+      run: (n) => fire(n, (k) => get(client, k)),
+      async after() {
+        const { peak, accepted } = await env.census();
+        const stats = client.pool?.stats();
+        seen[name] = { peakOpen: peak, connections: accepted, ...(stats ? { dials: stats.dials, evictions: stats.evictions, reuses: stats.reuses } : {}) };
+        await close(client);
+        // The next subject starts with no connection of this one open at the server.
+        const deadline = performance.now() + 30_000;
+        while ((await env.census()).open > 0) {
+          if (performance.now() > deadline) throw new Error('timed out waiting for the fanout server to see every connection closed');
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+        client = undefined;
+      },
+    };
+  };
+  const subjects = [
+    subject(
+      HTTP_AGENT,
+      () => {
+        const pool = new ResourcePool({ max: cap, name: 'bench-fanout-agent' });
+        return { pool, agent: new HttpAgent({ pool }) };
+      },
+      (c, k) => nodeGet(c.agent, hosts[k], port),
+      async (c) => {
+        c.agent.destroy();
+        await c.pool.close();
+      },
+    ),
+    subject(
+      `http.Agent({ keepAlive, maxTotalSockets: ${cap} })`,
+      () => ({ agent: new http.Agent({ keepAlive: true, maxTotalSockets: cap }) }),
+      (c, k) => nodeGet(c.agent, hosts[k], port),
+      (c) => c.agent.destroy(),
+    ),
+    subject(
+      UNDICI_DISPATCHER,
+      () => {
+        const pool = new ResourcePool({ max: cap, name: 'bench-fanout-dispatcher' });
+        return { pool, dispatcher: createDispatcher({ pool }) };
+      },
+      (c, k) => undiciGet(undici.request, c.dispatcher, urls[k]),
+      async (c) => {
+        await c.dispatcher.close();
+        await c.pool.close();
+      },
+    ),
+    subject(
+      'undici.Agent({ connections: 1 })',
+      () => ({ dispatcher: new undici.Agent({ connections: 1 }) }),
+      (c, k) => undiciGet(undici.request, c.dispatcher, urls[k]),
+      (c) => c.dispatcher.destroy(),
+    ),
+  ];
+  const results = await interleave('HTTP fan-out', subjects, env.reps, { alternate: true });
+  return [
+    {
+      id: 'http-fanout',
+      title: `g. HTTP fan-out, ${requests.toLocaleString('en')} requests / ${origins.toLocaleString('en')} origins, cap ${cap}`,
+      unit: 'requests/s',
+      subjects: results,
+      comparisons: [
+        speedup(results, HTTP_AGENT, subjects[1].name),
+        speedup(results, UNDICI_DISPATCHER, subjects[3].name, null, UNDICI_DISPATCHER),
+      ],
+      notes: {
+        requests,
+        origins,
+        cap,
+        seconds: Object.fromEntries(results.map((r) => [r.name, +(requests / r.median).toFixed(3)])),
+        lastRun: seen,
+      },
+    },
+  ];
+}
+
+/**
+ * h. Fresh TCP connections, one 32-byte echo round trip each: through the
+ * pool (get() dials, close()) against net.connect + destroy(), one at a time;
+ * then `callers` at once round-robin over the child's echo servers under a
+ * cap smaller than their number, so that every pooled dial first evicts an
+ * idle socket (get, round trip, put), against plain connects at the same
+ * concurrency.
+ */
+export async function freshDials(env) {
+  const { New, ResourcePool } = env.lib;
+  const sizes = env.sizes.dials;
+  const payload = Buffer.alloc(32, 0x61);
+  const socketOptions = { noDelay: true, keepAlive: true, keepAliveInitialDelay: 15_000 }; // netDialer's
+  const plain = async (port) => {
+    const socket = net.connect({ host: HOST, port, ...socketOptions });
+    await once(socket, 'connect');
+    await roundTrip(socket, payload);
+    socket.destroy();
+  };
+  const out = [];
+
+  {
+    const pool = new ResourcePool({ max: 10, name: 'bench-fresh' });
+    const res = New('tcp', `${HOST}:${env.ports.dial}`, { pool });
+    const subjects = [
+      {
+        name: 'connpool',
+        async run(n) {
+          for (let i = 0; i < n; i++) {
+            const conn = await res.get();
+            await roundTrip(conn, payload);
+            await conn.close(); // the next get() dials again
+          }
+        },
+      },
+      {
+        name: 'net.connect',
+        async run(n) {
+          for (let i = 0; i < n; i++) await plain(env.ports.dial);
+        },
+      },
+    ].map((s) => ({ ...s, ops: sizes.sequential, warmupOps: sizes.sequentialWarmup }));
+    try {
+      const before = pool.stats();
+      const results = await interleave('fresh dials', subjects, env.reps, { slices: sizes.slices, alternate: true });
+      out.push({
+        id: 'fresh-dial',
+        title: 'h. fresh TCP dial + round trip, sequential',
+        unit: 'dials/s',
+        subjects: results,
+        comparisons: [speedup(results, 'connpool', 'net.connect', { op: '>=', value: 0.95 })],
+        notes: { payload: payload.length, poolDials: pool.stats().dials - before.dials },
+      });
+    } finally {
+      await shut(pool, [res]);
+    }
+  }
+
+  {
+    const ports = env.ports.dials.slice(0, sizes.servers);
+    const { callers, cap } = sizes;
+    const pool = new ResourcePool({ max: cap, name: 'bench-fresh-rr' });
+    const addresses = ports.map((port) => `${HOST}:${port}`);
+    /** Per server, the handles not in use (a handle has one connection out at a time). */
+    const free = ports.map(() => []);
+    const all = [];
+    let pooledNext = 0;
+    let plainNext = 0;
+    const subjects = [
+      {
+        name: 'connpool',
+        run: (n) =>
+          contend(callers, n, async () => {
+            const k = pooledNext;
+            pooledNext = (k + 1) % ports.length;
+            let handle = free[k].pop();
+            if (handle === undefined) all.push((handle = New('tcp', addresses[k], { pool })));
+            const conn = await handle.get();
+            await roundTrip(conn, payload);
+            conn.put();
+            free[k].push(handle);
+          }),
+      },
+      {
+        name: 'net.connect',
+        run: (n) =>
+          contend(callers, n, () => {
+            const k = plainNext;
+            plainNext = (k + 1) % ports.length;
+            return plain(ports[k]);
+          }),
+      },
+    ].map((s) => ({ ...s, ops: sizes.roundRobin, warmupOps: sizes.roundRobinWarmup }));
+    try {
+      const results = await interleave('fresh dials round-robin', subjects, env.reps, { slices: sizes.roundRobinSlices, alternate: true });
+      const stats = pool.stats();
+      out.push({
+        id: 'fresh-dial-evict',
+        title: `h. fresh dials, ${ports.length} servers round-robin, cap ${cap}, ${callers} callers`,
+        unit: 'dials/s',
+        subjects: results,
+        comparisons: [speedup(results, 'connpool', 'net.connect', { op: '>=', value: 1 })],
+        notes: { payload: payload.length, servers: ports.length, cap, callers, poolDials: stats.dials, poolEvictions: stats.evictions, poolReuses: stats.reuses },
+      });
+    } finally {
+      await shut(pool, all);
+    }
+  }
   return out;
 }

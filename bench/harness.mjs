@@ -33,21 +33,31 @@ export function median(values) {
  * Measures each subject `reps` times, interleaved (A, B, C, A, B, C, ...),
  * after one untimed warm-up run each.
  *
- * A subject is `{ name, ops, warmupOps?, run(ops) }`: `run` does `ops`
- * operations (or moves `ops` bytes) and resolves when done. Each sample is
- * `ops / seconds`.
+ * A subject is `{ name, ops, warmupOps?, run(ops), before?(), after?() }`:
+ * `run` does `ops` operations (or moves `ops` bytes) and resolves when done.
+ * Each sample is `ops / seconds`. `before` and `after`, when given, run
+ * around every `run` (warm-up included), untimed: to set up and tear down
+ * what each run must start from afresh.
  *
  * With `slices` > 1, each repetition runs every subject's `ops` in that many
  * slices, interleaved slice by slice (A1, B1, A2, B2, ...), and a sample is
  * its total ops over its total time: subjects then see the same machine
  * weather even when it changes within a second (for I/O-bound figures).
  *
+ * With `alternate`, every other slice (or repetition, without slices) runs
+ * the subjects in reverse order (A, B, B, A, ...), so that no subject always
+ * runs right after the same other one: on a busy machine, whatever a subject
+ * leaves behind (garbage, sockets closing, a server catching up) is then paid
+ * by each in turn.
+ *
  * @returns {Promise<Array<{ name: string, samples: number[], median: number }>>}
  */
-export async function interleave(figure, subjects, reps, { slices = 1 } = {}) {
+export async function interleave(figure, subjects, reps, { slices = 1, alternate = false } = {}) {
   for (const subject of subjects) {
     log(`  ${figure}: warm-up ${subject.name}`);
+    await subject.before?.();
     await subject.run(subject.warmupOps ?? subject.ops);
+    await subject.after?.();
   }
   const samples = subjects.map(() => []);
   for (let rep = 0; rep < reps; rep++) {
@@ -55,11 +65,15 @@ export async function interleave(figure, subjects, reps, { slices = 1 } = {}) {
     const sliceOps = subjects.map((subject) => Math.max(1, Math.round(subject.ops / slices)));
     if (slices > 1) await settle();
     for (let slice = 0; slice < slices; slice++) {
-      for (const [i, subject] of subjects.entries()) {
+      const reversed = alternate && (slices > 1 ? slice : rep) % 2 === 1;
+      for (const i of reversed ? [...subjects.keys()].reverse() : subjects.keys()) {
+        const subject = subjects[i];
+        await subject.before?.();
         if (slices === 1) await settle();
         const start = performance.now();
         await subject.run(sliceOps[i]);
         elapsed[i] += performance.now() - start;
+        await subject.after?.();
       }
     }
     for (const i of subjects.keys()) samples[i].push((sliceOps[i] * slices) / (elapsed[i] / 1000));

@@ -24,6 +24,27 @@ export function startServers(credentials) {
   return { child, ready };
 }
 
+/**
+ * What the child's fanout HTTP server saw since the last census: the
+ * connections it accepted, the most open at once, and how many are open now.
+ */
+export function census(child) {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message) => {
+      if (message.type !== 'census') return;
+      child.off('message', onMessage);
+      resolve({ peak: message.peak, accepted: message.accepted, open: message.open });
+    };
+    child.on('message', onMessage);
+    child.send({ type: 'census' }, (error) => {
+      if (error) {
+        child.off('message', onMessage);
+        reject(error);
+      }
+    });
+  });
+}
+
 /** Asks the child to close its servers and sockets, and waits for it to exit (kills it after 5 s). */
 export async function stopServers(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;

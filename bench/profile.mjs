@@ -1,6 +1,10 @@
 // Where connpool's checkout time goes: `node bench/profile.mjs` (after `npm run build`).
 //
-//   --scenario checkout,contended[,contended-await,rtt-tcp,rtt-tls,upload,download]   what to profile (default checkout,contended)
+//   --scenario checkout,contended[,...]      what to profile (default checkout,contended); one of
+//                                            contended-await, rtt-tcp, rtt-tls, upload, download,
+//                                            http-agent, http-stock, dispatcher, undici-stock (figure f, sequential),
+//                                            fresh-dial, fresh-raw, evict-dial, evict-raw (figure h)
+//   --dist DIR                               the build to profile (default dist/): a patched copy, to compare
 //   --keep DIR                               keep the .cpuprofile files in DIR
 //   --top N                                  rows per listing (default 25)
 //   --yield-every N                          checkout: let the event loop turn (setImmediate) every
@@ -20,7 +24,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node
 import { Session } from 'node:inspector/promises';
 import { SourceMap } from 'node:module';
 import os from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
@@ -37,12 +41,16 @@ const { values: args } = parseArgs({
     keep: { type: 'string' },
     top: { type: 'string', default: '25' },
     'yield-every': { type: 'string', default: '0' },
+    dist: { type: 'string' },
     worker: { type: 'string' },
     port: { type: 'string' },
     bulkPort: { type: 'string' },
     tlsPort: { type: 'string' },
   },
 });
+
+/** The build profiled: dist/, or a patched copy's (--dist). */
+const distDir = args.dist ? resolve(args.dist) : join(root, 'dist');
 
 // ---------------------------------------------------------------- scenarios
 
@@ -142,7 +150,154 @@ const SCENARIOS = {
       close: () => closePool(pool, [res]),
     };
   },
+  'http-agent': (lib, ports) =>
+    httpScenario(ports, async () => {
+      const { HttpAgent } = await import(pathToFileURL(join(distDir, 'http', 'index.js')).href);
+      const pool = new lib.ResourcePool({ max: 100, name: 'profile-http-agent' });
+      const agent = new HttpAgent({ pool });
+      return { get: () => nodeGet(agent, ports.http), close: () => (agent.destroy(), pool.close()) };
+    }),
+  'http-stock': (lib, ports) =>
+    httpScenario(ports, async () => {
+      const http = await import('node:http');
+      const agent = new http.Agent({ keepAlive: true });
+      return { get: () => nodeGet(agent, ports.http), close: () => agent.destroy() };
+    }),
+  dispatcher: (lib, ports) =>
+    httpScenario(ports, async () => {
+      const { createDispatcher } = await import(pathToFileURL(join(distDir, 'undici', 'index.js')).href);
+      const { request } = await import('undici');
+      const pool = new lib.ResourcePool({ max: 100, name: 'profile-dispatcher' });
+      const dispatcher = createDispatcher({ pool });
+      const url = `http://127.0.0.1:${ports.http}/`;
+      return { get: async () => (await request(url, { dispatcher })).body.text(), close: async () => (await dispatcher.close(), await pool.close()) };
+    }),
+  'undici-stock': (lib, ports) =>
+    httpScenario(ports, async () => {
+      const { Agent, request } = await import('undici');
+      const dispatcher = new Agent();
+      const url = `http://127.0.0.1:${ports.http}/`;
+      return { get: async () => (await request(url, { dispatcher })).body.text(), close: () => dispatcher.close() };
+    }),
+  async 'fresh-dial'(lib, ports) {
+    const { roundTrip } = await import('./io.mjs');
+    const pool = new lib.ResourcePool({ max: 10, name: 'profile-fresh' });
+    const res = lib.New('tcp', `127.0.0.1:${ports.dial}`, { pool });
+    const payload = Buffer.alloc(32, 0x61);
+    return {
+      opsCpu: 10_000,
+      opsCount: 1_000,
+      async run(n) {
+        for (let i = 0; i < n; i++) {
+          const conn = await res.get();
+          await roundTrip(conn, payload);
+          await conn.close();
+        }
+      },
+      close: () => closePool(pool, [res]),
+    };
+  },
+  async 'fresh-raw'(lib, ports) {
+    const { roundTrip } = await import('./io.mjs');
+    const net = await import('node:net');
+    const { once } = await import('node:events');
+    const payload = Buffer.alloc(32, 0x61);
+    return {
+      opsCpu: 10_000,
+      opsCount: 1_000,
+      async run(n) {
+        for (let i = 0; i < n; i++) {
+          const socket = net.connect({ host: '127.0.0.1', port: ports.dial, noDelay: true, keepAlive: true, keepAliveInitialDelay: 15_000 });
+          await once(socket, 'connect');
+          await roundTrip(socket, payload);
+          socket.destroy();
+        }
+      },
+      close: async () => {},
+    };
+  },
+  async 'evict-dial'(lib, ports) {
+    const { roundTrip } = await import('./io.mjs');
+    const pool = new lib.ResourcePool({ max: 200, name: 'profile-evict' });
+    const addresses = ports.dials.map((port) => `127.0.0.1:${port}`);
+    const free = addresses.map(() => []);
+    const all = [];
+    const payload = Buffer.alloc(32, 0x61);
+    let next = 0;
+    return {
+      opsCpu: 30_000,
+      opsCount: 3_000,
+      run: (n) =>
+        lanes(200, n, async () => {
+          const k = next;
+          next = (k + 1) % addresses.length;
+          let handle = free[k].pop();
+          if (handle === undefined) all.push((handle = lib.New('tcp', addresses[k], { pool })));
+          const conn = await handle.get();
+          await roundTrip(conn, payload);
+          conn.put();
+          free[k].push(handle);
+        }),
+      close: () => closePool(pool, all),
+    };
+  },
+  async 'evict-raw'(lib, ports) {
+    const { roundTrip } = await import('./io.mjs');
+    const net = await import('node:net');
+    const { once } = await import('node:events');
+    const payload = Buffer.alloc(32, 0x61);
+    let next = 0;
+    return {
+      opsCpu: 30_000,
+      opsCount: 3_000,
+      run: (n) =>
+        lanes(200, n, async () => {
+          const k = next;
+          next = (k + 1) % ports.dials.length;
+          const socket = net.connect({ host: '127.0.0.1', port: ports.dials[k], noDelay: true, keepAlive: true, keepAliveInitialDelay: 15_000 });
+          await once(socket, 'connect');
+          await roundTrip(socket, payload);
+          socket.destroy();
+        }),
+      close: async () => {},
+    };
+  },
 };
+
+/** `width` concurrent loops sharing `count` runs of `job`. */
+async function lanes(width, count, job) {
+  let left = count;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (left-- > 0) await job();
+  }));
+}
+
+/** One GET through Node's HTTP client, the whole response read. */
+async function nodeGet(agent, port) {
+  const http = await import('node:http');
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+        res.once('error', reject);
+        res.once('end', resolve);
+        res.resume();
+      })
+      .once('error', reject);
+  });
+}
+
+/** Sequential GETs to the bench's HTTP server (figure f): `open()` makes the client. */
+async function httpScenario(ports, open) {
+  const client = await open();
+  return {
+    opsCpu: 20_000,
+    opsCount: 2_000,
+    async run(n) {
+      for (let i = 0; i < n; i++) await client.get();
+    },
+    close: () => client.close(),
+  };
+}
 
 /** get(), a 32-byte echo round trip, put(): the pooled subject of figure c. */
 async function roundTripScenario(lib, address, dialer) {
@@ -173,14 +328,16 @@ async function closePool(pool, handles) {
 // ---------------------------------------------------------------- workers
 
 async function cpuWorker(name, ports) {
-  const lib = await import(pathToFileURL(join(root, 'dist', 'index.js')).href);
+  const lib = await import(pathToFileURL(join(distDir, 'index.js')).href);
   const scenario = await SCENARIOS[name](lib, ports);
   await scenario.run(Math.ceil(scenario.opsCpu / 20));
+  const cpu = process.cpuUsage();
   const start = performance.now();
   await scenario.run(scenario.opsCpu);
   const ms = performance.now() - start;
+  const { user, system } = process.cpuUsage(cpu);
   await scenario.close();
-  process.stdout.write(`${JSON.stringify({ ops: scenario.opsCpu, ms })}\n`);
+  process.stdout.write(`${JSON.stringify({ ops: scenario.opsCpu, ms, cpuMs: (user + system) / 1000 })}\n`);
 }
 
 function newSpaceUsed() {
@@ -205,7 +362,7 @@ function countCalls(object, methods, counts, state) {
 }
 
 async function countWorker(name, ports) {
-  const lib = await import(pathToFileURL(join(root, 'dist', 'index.js')).href);
+  const lib = await import(pathToFileURL(join(distDir, 'index.js')).href);
   const scenario = await SCENARIOS[name](lib, ports);
   const ops = scenario.opsCount;
   await scenario.run(ops);
@@ -375,7 +532,7 @@ function runNode(argv) {
 }
 
 async function main() {
-  if (!existsSync(join(root, 'dist', 'index.js'))) throw new Error('run `npm run build` first');
+  if (!existsSync(join(distDir, 'index.js'))) throw new Error(`${join(distDir, 'index.js')} is missing: run \`npm run build\` first`);
   const names = args.scenario.split(',').map((s) => s.trim());
   for (const name of names) if (!(name in SCENARIOS)) throw new Error(`unknown scenario ${name}: ${Object.keys(SCENARIOS).join(', ')}`);
   const top = Number(args.top);
@@ -385,13 +542,14 @@ async function main() {
   const { child, ready } = startServers(credentials);
   try {
     const ports = await ready;
-    const portArgs = ['--port', String(ports.checkout), '--bulkPort', String(ports.bulk), '--tlsPort', String(ports.tls ?? 0), '--yield-every', args['yield-every']];
+    process.env.BENCH_PORTS = JSON.stringify(ports);
+    const portArgs = ['--port', String(ports.checkout), '--bulkPort', String(ports.bulk), '--tlsPort', String(ports.tls ?? 0), '--yield-every', args['yield-every'], '--dist', distDir];
     for (const name of names) {
       console.log(`\n=== ${name} ===`);
       const cpu = JSON.parse(
         await runNode(['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.cpuprofile`, '--cpu-prof-interval=200', fileURLToPath(import.meta.url), '--worker', `cpu:${name}`, ...portArgs]),
       );
-      console.log(`  ${cpu.ops} ops in ${cpu.ms.toFixed(0)} ms under the profiler: ${((1e6 * cpu.ms) / cpu.ops).toFixed(0)} ns/op`);
+      console.log(`  ${cpu.ops} ops in ${cpu.ms.toFixed(0)} ms under the profiler: ${((1e6 * cpu.ms) / cpu.ops).toFixed(0)} ns/op, ${((1e6 * cpu.cpuMs) / cpu.ops).toFixed(0)} ns of CPU/op`);
       console.log(analyse(JSON.parse(readFileSync(join(dir, `${name}.cpuprofile`), 'utf8')), top));
       const counts = JSON.parse(
         await runNode(['--min-semi-space-size=128', '--max-semi-space-size=128', fileURLToPath(import.meta.url), '--worker', `count:${name}`, ...portArgs]),
@@ -412,7 +570,7 @@ async function main() {
 
 if (args.worker) {
   const [kind, name] = args.worker.split(':');
-  const ports = { port: Number(args.port), bulkPort: Number(args.bulkPort), tlsPort: Number(args.tlsPort) };
+  const ports = { ...JSON.parse(process.env.BENCH_PORTS ?? '{}'), port: Number(args.port), bulkPort: Number(args.bulkPort), tlsPort: Number(args.tlsPort) };
   (kind === 'cpu' ? cpuWorker(name, ports) : countWorker(name, ports)).catch((error) => {
     console.error(error);
     process.exit(1);

@@ -134,7 +134,7 @@ export function misses(results) {
   for (const result of results) {
     for (const c of result.comparisons) {
       if (c.target && !isMet(c)) {
-        out.push(`${result.title}: ${c.kind === 'cost' ? `cost ratio ${c.ratio.toFixed(2)}` : `${c.note === undefined ? `connpool ÷ ${c.row}` : c.label} = ${c.ratio.toFixed(2)}`} vs target ${formatTarget(c.target)} (off by ${shortfall(c)})`);
+        out.push(`${result.title}: ${c.kind === 'cost' ? `cost ratio ${c.ratio.toFixed(2)}` : `${c.label} = ${c.ratio.toFixed(2)}`} vs target ${formatTarget(c.target)} (off by ${shortfall(c)})`);
       }
     }
   }
@@ -158,9 +158,10 @@ export function svgChart(results, { smoke, subtitle }) {
       bars.push({ name, ratio: c.ratio, target: c.target, met: isMet(c), kind: c.kind });
     }
   }
-  const width = 900;
-  const left = 270;
+  // Room on the left for the longest label (about 6.5 px a character at 12 px).
+  const left = Math.max(270, 24 + Math.ceil(6.5 * Math.max(0, ...bars.map((b) => b.name.length))));
   const barWidth = 430;
+  const width = left + barWidth + 200;
   const rowHeight = 26;
   const top = 64;
   const height = top + bars.length * rowHeight + 40;
@@ -247,6 +248,38 @@ the same run; absolute rates on a shared 2-core machine are noisy, ratios less s
   queued while all 10 slots are held, then all aborted, then the slots returned;
   the handles and signals stay reachable while measuring. *idle sockets*: 0 vs
   10,000 idle sockets on the measured key.
+- **f. HTTP, 1 origin**: GETs to a \`node:http\` server in the child (body
+  \`ok\`, keep-alive, Node's default 5 s idle timeout), each response read to
+  its end: connpool's \`HttpAgent\` (on a private \`ResourcePool({ max: 100 })\`)
+  against \`new http.Agent({ keepAlive: true })\`, both through \`http.get\`; and
+  \`createDispatcher()\` (its own pool of 100) against \`new undici.Agent()\`,
+  both through \`undici.request\` and \`body.text()\`. One request at a time,
+  then 50 callers at once; each repetition in 10 slices, and every other slice
+  runs the subjects in reverse order.
+- **g. HTTP fan-out**: 10,000 GETs fired at once, request i to origin
+  i % 1,000, each origin a loopback address 127.0.x.y of one server in the
+  child listening on 0.0.0.0 (idle connections kept 30 s), with a cap of 100
+  connections: \`HttpAgent\` and \`createDispatcher()\` on
+  \`ResourcePool({ max: 100 })\`, \`http.Agent({ keepAlive: true, maxTotalSockets: 100 })\`,
+  and \`undici.Agent({ connections: 1 })\`: undici has no cap across origins,
+  its \`connections\` is per origin, and 1 is the tightest cap it can express
+  (100 over 1,000 origins is 0.1 each), so it may open one socket per origin,
+  1,000 at once. Each run starts from a new agent (and pool) and closes it
+  afterwards, untimed; the rate is 10,000 ÷ the time to finish them all. The
+  notes give, for each subject's last run, the most connections the server
+  had open at once (\`peakOpen\`), the connections it accepted, and connpool's
+  dials, evictions and reuses. No target: which is faster is the finding.
+- **h. fresh dials**: a fresh TCP connection and one 32-byte echo round trip.
+  *Sequential*: connpool \`get()\` (which dials: the previous \`close()\` left
+  nothing idle), round trip, \`await close()\`, against \`net.connect\` (with
+  \`netDialer\`'s \`noDelay\` and keep-alive options), round trip,
+  \`destroy()\`; in 16 slices, alternating order. *Round-robin*: 200 callers at
+  once over 300 echo servers in the child, in turn, under a cap of 200: connpool
+  \`get()\`, round trip, \`put()\` through \`ResourcePool({ max: 200 })\` (a handle
+  per server and caller at a time), so that every \`get()\` finds the pool full
+  of other servers' sockets and first evicts the least recently used idle one
+  (the notes count dials, evictions and reuses), against plain connects
+  (connect, round trip, \`destroy()\`) by 200 callers.
 `;
 
 export function markdown({ results, smoke, machine, command, reps, seconds, jsonText, chartPath }) {
@@ -265,13 +298,13 @@ Written by \`bench/run.mjs\`; do not edit by hand (the next run rewrites it).
 | Repetitions | ${reps} per subject, interleaved, median reported |
 | Duration | ${seconds.toFixed(0)} s |
 | connpool | ${machine.connpool} (as built in dist/) |
-| Anchors | generic-pool ${machine.versions['generic-pool']}, tarn ${machine.versions.tarn}, p-limit ${machine.versions['p-limit']} |
+| Anchors | generic-pool ${machine.versions['generic-pool']}, tarn ${machine.versions.tarn}, p-limit ${machine.versions['p-limit']}, undici ${machine.versions.undici}, Node's http.Agent and net.connect |
 ${smoke ? '\n**Smoke run**: tiny sizes, one repetition; the targets are not asserted and the numbers mean nothing.\n' : ''}
 ## Results
 
 ${markdownTable(rows)}
 
-*connpool ÷ subject*: connpool's rate over the subject's, higher is better.
+*connpool ÷ subject*: connpool's rate over the subject's, higher is better (\`this ÷ X\`: this row's rate over X's, both measured in the same slices).
 *cost ×*: time per operation at the large size over the small one, lower is better.
 
 ![Measured ratio per target](${chartPath})
@@ -289,10 +322,10 @@ ${METHOD}
 ## Running it
 
 \`\`\`sh
-npm run bench                 # build, then the full run (about 2 minutes on this 2-core machine); rewrites this file and bench/results.svg
+npm run bench                 # build, then the full run (about 4 minutes on this 2-core machine); rewrites this file and bench/results.svg
 node bench/run.mjs --smoke    # tiny sizes, one repetition, for CI (also BENCH_SMOKE=1); writes to a temp directory
-node bench/run.mjs --only checkout,contended,contended-await --reps 7
-node bench/profile.mjs        # CPU and allocation profiles of the checkout and contended paths (--scenario contended-await,rtt-tls,upload,...)
+node bench/run.mjs --only checkout,contended,contended-await --reps 7   # figures: checkout, contended, contended-await, roundtrip, tlsdials, throughput, scale, http, fanout, dials
+node bench/profile.mjs        # CPU and allocation profiles of the checkout and contended paths (--scenario contended-await,rtt-tls,upload,http-agent,fresh-dial,evict-dial,...; --dist DIR for a patched build)
 node bench/primitives.mjs     # what a Duplex, a WeakRef, a FinalizationRegistry entry, a p-limit call cost here
 \`\`\`
 `;

@@ -3,7 +3,8 @@
 //   --smoke (or BENCH_SMOKE=1)  tiny sizes, one repetition, no targets asserted;
 //                               BENCHMARKS.md and results.svg go to a temp directory
 //   --reps N                    repetitions per subject (default 7; smoke 1)
-//   --only a,b                  figures to run: checkout, contended, contended-await, roundtrip, tlsdials, throughput, scale
+//   --only a,b                  figures to run: checkout, contended, contended-await, roundtrip, tlsdials, throughput, scale,
+//                               http, fanout, dials
 //   --out DIR                   where to write BENCHMARKS.md (results.svg goes to DIR/bench)
 //
 // stdout: the table, then one JSON line per figure. Progress goes to stderr.
@@ -17,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { makeCertificates } from './certs.mjs';
 import * as figures from './figures.mjs';
 import { log } from './harness.mjs';
-import { startServers, stopServers } from './peer.mjs';
+import { census, startServers, stopServers } from './peer.mjs';
 import { jsonLines, markdown, svgChart, tableRows, textTable } from './report.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -40,6 +41,9 @@ const FULL = {
   roundTrip: { kept: 15_000, keptWarmup: 2_000, fresh: 1_000, freshWarmup: 200, tlsKept: 15_000, tlsFresh: 200, tlsResumed: 300, tlsFreshWarmup: 50, slices: 10 },
   throughput: { bytes: 512 * 1024 * 1024, warmupBytes: 64 * 1024 * 1024, chunk: 64 * 1024, slices: 8 },
   scale: { ops: 100_000, warmupOps: 20_000, handles: [10, 100_000], keys: [1, 10_000], waiters: [0, 100_000], idle: [0, 10_000] },
+  http: { sequential: 2_000, sequentialWarmup: 300, concurrent: 6_000, concurrentWarmup: 1_000, callers: 50, slices: 10 },
+  fanout: { requests: 10_000, warmupRequests: 2_000, origins: 1_000, cap: 100 },
+  dials: { sequential: 1_600, sequentialWarmup: 200, slices: 16, roundRobin: 6_000, roundRobinWarmup: 1_000, roundRobinSlices: 6, servers: 300, cap: 200, callers: 200 },
 };
 const SMOKE = {
   checkout: { ops: 300, warmupOps: 50 },
@@ -48,6 +52,9 @@ const SMOKE = {
   roundTrip: { kept: 200, keptWarmup: 20, fresh: 20, freshWarmup: 5, tlsKept: 100, tlsFresh: 10, tlsResumed: 10, tlsFreshWarmup: 3, slices: 2 },
   throughput: { bytes: 4 * 1024 * 1024, warmupBytes: 1024 * 1024, chunk: 64 * 1024, slices: 2 },
   scale: { ops: 300, warmupOps: 50, handles: [10, 1_000], keys: [1, 100], waiters: [0, 1_000], idle: [0, 100] },
+  http: { sequential: 30, sequentialWarmup: 5, concurrent: 100, concurrentWarmup: 20, callers: 10, slices: 2 },
+  fanout: { requests: 200, warmupRequests: 50, origins: 20, cap: 10 },
+  dials: { sequential: 20, sequentialWarmup: 5, slices: 2, roundRobin: 100, roundRobinWarmup: 30, roundRobinSlices: 2, servers: 30, cap: 20, callers: 20 },
 };
 const FIGURES = {
   checkout: figures.checkout,
@@ -57,6 +64,9 @@ const FIGURES = {
   tlsdials: figures.tlsDials,
   throughput: figures.throughput,
   scale: figures.scale,
+  http: figures.httpRequests,
+  fanout: figures.httpFanout,
+  dials: figures.freshDials,
 };
 
 /** The commit the library was built from, and whether lib/ had uncommitted changes (read-only git calls). */
@@ -90,7 +100,7 @@ async function main() {
   const results = [];
   try {
     const ports = await ready;
-    const env = { lib, ports, credentials, sizes: smoke ? SMOKE : FULL, reps, smoke };
+    const env = { lib, ports, credentials, sizes: smoke ? SMOKE : FULL, reps, smoke, census: () => census(child) };
     for (const name of selected) {
       log(`figure ${name}`);
       results.push(...(await FIGURES[name](env)));
@@ -117,7 +127,7 @@ async function main() {
     node: process.version,
     v8: process.versions.v8,
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    versions: { 'generic-pool': versionOf('generic-pool'), tarn: versionOf('tarn'), 'p-limit': versionOf('p-limit') },
+    versions: { 'generic-pool': versionOf('generic-pool'), tarn: versionOf('tarn'), 'p-limit': versionOf('p-limit'), undici: versionOf('undici') },
     connpool: `${JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version} @ ${libRevision()}`,
   };
   const argv = process.argv.slice(2).join(' ');
