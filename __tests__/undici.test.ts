@@ -627,3 +627,33 @@ describe('nginx', () => {
     await expect(send(secureUrl('/hello'), { dispatcher: dispatcherFor() })).rejects.toMatchObject({ code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
   });
 });
+
+test('a program whose requests all wait for slots held by undici\'s idle sockets runs until they finish (it does not exit with them pending)', async () => {
+  const http = await import('node:http');
+  const server = http.createServer((_req, res) => res.end('ok'));
+  await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
+  const { port } = server.address() as import('node:net').AddressInfo;
+  const undiciDist = distIndex.replace(/index\.js$/, 'undici/index.js');
+  // One slot; the first origin's socket stays with undici (unref'd) for idleHandoff ms, so the second
+  // origin's connect waits for a slot with no handle keeping the event loop alive.
+  const script = `
+    import { request } from 'undici';
+    import { ResourcePool } from ${JSON.stringify(distIndex)};
+    import { createDispatcher } from ${JSON.stringify(undiciDist)};
+    const pool = new ResourcePool({ max: 1 });
+    const dispatcher = createDispatcher({ pool, idleHandoff: 300 });
+    const port = Number(process.argv[1]);
+    const first = await request('http://127.0.0.1:' + port + '/', { dispatcher });
+    await first.body.text();
+    const second = await request('http://127.0.0.2:' + port + '/', { dispatcher });
+    console.log(JSON.stringify({ body: await second.body.text(), dials: pool.stats().dials }));
+    await dispatcher.close();
+    await pool.close();
+  `;
+  try {
+    const result = await runModule<{ body: string; dials: number }>(script, [String(port)]);
+    expect(result).toEqual({ body: 'ok', dials: 2 });
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
