@@ -69,14 +69,7 @@ export interface PoolStats {
 }
 
 /** The cumulative counters of {@link PoolStats}, counted by the pool and its connections. @internal */
-export interface PoolCounters {
-  dials: number;
-  dialErrors: number;
-  reuses: number;
-  evictions: number;
-  waitsGivenUp: number;
-  leaks: number;
-}
+export type PoolCounters = Pick<PoolStats, 'dials' | 'dialErrors' | 'reuses' | 'evictions' | 'waitsGivenUp' | 'leaks'>;
 
 /**
  * A set of slots shared by everything that opens file descriptors (or any
