@@ -343,18 +343,33 @@ export class ResourcePool {
     const evicted = victim.shut().then(this.#evicted);
     const signal = claimant.signal;
     if (signal === undefined || signal.aborted) return evicted.then(() => claimant.seated(null));
-    return new Promise<T>((resolve, reject) => {
-      let isAbandoned = false;
-      const listening = onAbort(signal, () => {
-        isAbandoned = true;
-        this.counters.waitsGivenUp++;
+    return this.waitFor(evicted, signal).then(
+      () => claimant.seated(null),
+      (error: unknown) => {
         claimant.abandoned();
+        void evicted.then(() => this.vacate());
+        throw error;
+      },
+    );
+  }
+
+  /**
+   * Waits for `done` as part of a wait for a slot (an eviction, a resource's
+   * own release): if `signal` aborts first, rejects at once with
+   * `ResourceLimitExceededError` (E11), and at once if it already has.
+   * @internal
+   */
+  waitFor(done: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
+    if (signal === undefined) return done.then(noop);
+    if (signal.aborted) return Promise.reject(new ResourceLimitExceededError({ cause: signal.reason }));
+    return new Promise<void>((resolve, reject) => {
+      const listening = onAbort(signal, () => {
+        this.counters.waitsGivenUp++;
         reject(new ResourceLimitExceededError({ cause: signal.reason }));
       });
-      void evicted.then(() => {
+      void done.then(() => {
         listening[Symbol.dispose]();
-        if (isAbandoned) this.vacate();
-        else resolve(claimant.seated(null));
+        resolve();
       });
     });
   }
@@ -376,6 +391,8 @@ export class ResourcePool {
     seat.unindex();
   }
 }
+
+const noop = (): void => {};
 
 function turnAway(claimant: Claimant<unknown>, error: Error): Promise<never> {
   claimant.abandoned();

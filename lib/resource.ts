@@ -1,5 +1,5 @@
-import { checkSignal, onAbort } from './abort.js';
-import { ConnInUseError, ConnReleasedError, ResourceLimitExceededError } from './errors.js';
+import { checkSignal } from './abort.js';
+import { ConnInUseError, ConnReleasedError } from './errors.js';
 import type { ResourcePool } from './pool.js';
 import { Seat, type Claim, type Claimant } from './seat.js';
 
@@ -133,7 +133,8 @@ export class Resource {
   async #seated(claim: Claim): Promise<void> {
     if (claim === null) {
       try {
-        if (this.#releasing !== undefined) await this.#untilReleased();
+        // Its own release first (E13); a wait for a slot like any other (E11).
+        if (this.#releasing !== undefined) await this.#pool.waitFor(this.#releasing, this.#claimant.signal);
         await this.#allocateReleaser.allocate(this.#claimant.signal);
       } catch (error) {
         this.#pool.vacate();
@@ -144,28 +145,6 @@ export class Resource {
     }
     this.#state = 'held';
     this.#claimant.signal = undefined;
-  }
-
-  /**
-   * Waits for this resource's own release to end before it allocates again
-   * (E13). Like the wait for an eviction, it is part of the wait for a slot:
-   * the signal applies (E11).
-   */
-  #untilReleased(): Promise<unknown> {
-    const releasing = this.#releasing!;
-    const signal = this.#claimant.signal;
-    if (signal === undefined) return releasing;
-    if (signal.aborted) return Promise.reject(new ResourceLimitExceededError({ cause: signal.reason }));
-    return new Promise((resolve, reject) => {
-      const listening = onAbort(signal, () => {
-        this.#pool.counters.waitsGivenUp++;
-        reject(new ResourceLimitExceededError({ cause: signal.reason }));
-      });
-      void releasing.then(() => {
-        listening[Symbol.dispose]();
-        resolve(undefined);
-      });
-    });
   }
 
   /** The pending get() failed or was turned away: back to what the allocation is now. */
