@@ -1,11 +1,11 @@
 import { onAbort } from './abort.js';
 import { describe } from './address.js';
+import { Budget, IDLE, IN_USE, processBudget, RELEASING, type Counters, type PoolStats } from './budget.js';
 import { channels } from './diagnostics.js';
 import { invalidArgType, outOfRange, PoolClosedError, QueueFullError, ResourceLimitExceededError } from './errors.js';
-import { connectionLimit } from './limits.js';
 import { Resource, type AllocateReleaser } from './resource.js';
 import type { Claimant, Seat } from './seat.js';
-import { SlotQueue } from './slots.js';
+import { NO_ROOM, SlotQueue } from './slots.js';
 
 /** Options of {@link ResourcePool}. */
 export interface ResourcePoolOptions {
@@ -42,34 +42,7 @@ export interface ResourcePoolOptions {
   orphanTimeout?: number;
 }
 
-/** A snapshot of a pool's counters: the Go package's metrics plus the waiters. */
-export interface PoolStats {
-  /** The most resources that may be open at once. */
-  max: number;
-  /** Resources handed out (or being opened for a caller). */
-  inUse: number;
-  /** Resources open and kept for re-use. */
-  idle: number;
-  /** Resources being closed. */
-  releasing: number;
-  /** Callers waiting for a slot. */
-  waiting: number;
-  /** Connections opened, since the pool was made. */
-  dials: number;
-  /** Dials that failed (their caller got the error). */
-  dialErrors: number;
-  /** `get()` calls served an idle connection or resource. */
-  reuses: number;
-  /** Idle resources closed to make room for a new one. */
-  evictions: number;
-  /** `get()` calls whose signal aborted while they waited for a slot (`ResourceLimitExceededError`); not those whose signal had aborted before (they never waited). */
-  waitsGivenUp: number;
-  /** Connections garbage-collected while out (`CONNPOOL_LEAK`). */
-  leaks: number;
-}
-
-/** The cumulative counters of {@link PoolStats}, counted by the pool and its connections. @internal */
-export type PoolCounters = Pick<PoolStats, 'dials' | 'dialErrors' | 'reuses' | 'evictions' | 'waitsGivenUp' | 'leaks'>;
+export type { PoolStats } from './budget.js';
 
 /**
  * A set of slots shared by everything that opens file descriptors (or any
@@ -97,12 +70,14 @@ export class ResourcePool {
   /** How long an orphaned dial may go on, in ms (E11). @internal */
   readonly orphanTimeout: number;
   /** @internal */
-  readonly counters: PoolCounters = { dials: 0, dialErrors: 0, reuses: 0, evictions: 0, waitsGivenUp: 0, leaks: 0 };
-  // inUse + idle + releasing <= max at every instant (S1): a seat moves
+  readonly counters: Counters;
+  /** The slots this pool draws on: its own, or (the global pool's) every thread's. */
+  readonly #budget: Budget;
+  // This pool's seats in use, idle and releasing (indexed by IN_USE, IDLE,
+  // RELEASING), kept where its budget can read them. inUse + idle + releasing
+  // <= max at every instant, every thread's together (S1): a seat moves
   // between the three counts synchronously, never through a gap or an overlap.
-  #inUse = 0;
-  #idle = 0;
-  #releasing = 0;
+  readonly #count: Int32Array<ArrayBufferLike>;
   /** Idle seats, least recently used first. */
   #lruFirst: Seat | undefined = undefined;
   #lruLast: Seat | undefined = undefined;
@@ -121,7 +96,7 @@ export class ResourcePool {
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` if an option is not a number.
    * @throws {RangeError} `ERR_OUT_OF_RANGE` if `max` is not an integer >= 1, or another option is out of range.
    */
-  constructor(options: ResourcePoolOptions) {
+  constructor(options: ResourcePoolOptions, /** @internal */ budget?: Budget) {
     const max: unknown = options?.max;
     if (typeof max !== 'number') throw invalidArgType(`max must be an integer >= 1, received ${describe(max)}`);
     if (!Number.isInteger(max) || max < 1) throw outOfRange(`max must be an integer >= 1, received ${describe(max)}`);
@@ -137,11 +112,16 @@ export class ResourcePool {
       throw outOfRange(`maxWaiting must be an integer >= 0, received ${describe(maxWaiting)}`);
     }
     this.#maxWaiting = maxWaiting;
+    this.#budget = budget ?? new Budget(max);
+    this.#count = this.#budget.count;
+    this.counters = this.#budget.counters;
     this.#queue = new SlotQueue<Claimant<unknown>, unknown>(
-      () => this.#inUse + this.#releasing < this.max,
+      () => this.#budget.hasRoom(),
       (claimant) => this.#seat(claimant),
       () => void this.counters.waitsGivenUp++,
+      this.#budget,
     );
+    this.#budget.attach({ evictForOther: () => this.#evictForOther(), roomElsewhere: () => this.#queue.notify() });
   }
 
   /** True once {@link close} has been called. */
@@ -149,16 +129,12 @@ export class ResourcePool {
     return this.#closing !== undefined;
   }
 
-  /** The pool's counters now: the Go package's metrics, the waiters, and cumulative counts. */
+  /**
+   * The pool's counters now: the Go package's metrics, the waiters, and
+   * cumulative counts. For the global pool, those of every thread.
+   */
   stats(): PoolStats {
-    return {
-      max: this.max,
-      inUse: this.#inUse,
-      idle: this.#idle,
-      releasing: this.#releasing,
-      waiting: this.#queue.size,
-      ...this.counters,
-    };
+    return this.#budget.stats(this.#queue.size);
   }
 
   /**
@@ -192,7 +168,10 @@ export class ResourcePool {
    */
   acquire<T>(signal: AbortSignal | undefined, claimant: Claimant<T>): T | Promise<T> {
     if (this.#closing !== undefined) return turnAway(claimant, new PoolClosedError());
-    if (this.#queue.size === 0 && this.#inUse + this.#releasing < this.max) return this.#seat(claimant);
+    if (this.#queue.size === 0 && !this.#budget.othersWait()) {
+      const seated = this.#seat(claimant);
+      if (seated !== NO_ROOM) return seated;
+    }
     if (this.#queue.size >= this.#maxWaiting) return turnAway(claimant, new QueueFullError());
     if (channels.wait.hasSubscribers) channels.wait.publish({ pool: this });
     return this.#queue.wait(signal, claimant) as Promise<T>;
@@ -209,8 +188,8 @@ export class ResourcePool {
 
   /** An in-use seat becomes idle: it keeps its resource open for re-use. Check {@link keeps} first. @internal */
   checkIn(seat: Seat): void {
-    this.#inUse--;
-    this.#idle++;
+    this.#count[IN_USE]!--;
+    this.#count[IDLE]!++;
     seat.isIdle = true;
     seat.lruPrev = this.#lruLast;
     if (this.#lruLast === undefined) this.#lruFirst = seat;
@@ -220,20 +199,22 @@ export class ResourcePool {
       seat.idleSince = performance.now();
       this.#sweeper ??= setTimeout(this.#sweep, this.#sweepInterval()).unref();
     }
+    this.#budget.madeIdle();
     this.#queue.notify();
   }
 
   /** Closes the resource in a seat, in use or idle; the slot frees once it is closed. @internal */
   dispose(seat: Seat): Promise<void> {
     if (seat.isIdle) this.#unlinkIdle(seat);
-    else this.#inUse--;
-    this.#releasing++;
+    else this.#count[IN_USE]!--;
+    this.#count[RELEASING]!++;
     return seat.shut().then(this.#released);
   }
 
   /** Gives back a fresh seat that was never filled (a failed dial). @internal */
   vacate(): void {
-    this.#inUse--;
+    this.#count[IN_USE]!--;
+    this.#budget.freed();
     this.#queue.notify();
     this.#settleClose();
   }
@@ -276,13 +257,15 @@ export class ResourcePool {
   }
 
   readonly #released = (): void => {
-    this.#releasing--;
+    this.#count[RELEASING]!--;
+    this.#budget.freed();
     this.#queue.notify();
     this.#settleClose();
   };
 
   #settleClose(): void {
-    if (this.#resolveClosed !== undefined && this.#inUse + this.#idle + this.#releasing === 0) {
+    const count = this.#count;
+    if (this.#resolveClosed !== undefined && count[IN_USE]! + count[IDLE]! + count[RELEASING]! === 0) {
       this.#resolveClosed();
       this.#resolveClosed = undefined;
     }
@@ -311,20 +294,21 @@ export class ResourcePool {
     return Math.min(1_000, Math.max(5, shortest / 4));
   }
 
-  /** Gives `claimant` the room the pool has now: its own idle seat, a free one, or one an eviction frees. */
-  #seat<T>(claimant: Claimant<T>): T | Promise<T> {
+  /**
+   * Gives `claimant` the room the pool has now: its own idle seat, a free
+   * one, or one an eviction of this pool's frees; `NO_ROOM` if none.
+   */
+  #seat<T>(claimant: Claimant<T>): T | Promise<T> | typeof NO_ROOM {
     const reused = claimant.reuse();
     if (reused !== undefined) {
       this.#unlinkIdle(reused);
-      this.#inUse++;
+      this.#count[IN_USE]!++;
       this.counters.reuses++;
       return claimant.seated(reused);
     }
-    if (this.#inUse + this.#idle + this.#releasing < this.max) {
-      this.#inUse++;
-      return claimant.seated(null);
-    }
-    return this.#evictFor(claimant);
+    if (this.#budget.takeFresh()) return claimant.seated(null);
+    if (this.#lruFirst !== undefined) return this.#evictFor(claimant);
+    return NO_ROOM;
   }
 
   /**
@@ -335,12 +319,7 @@ export class ResourcePool {
    * get() rejects at once and the slot goes to the next in line (E11).
    */
   #evictFor<T>(claimant: Claimant<T>): Promise<T> {
-    const victim = this.#lruFirst!;
-    this.#unlinkIdle(victim);
-    this.#releasing++;
-    this.counters.evictions++;
-    if (channels.eviction.hasSubscribers) channels.eviction.publish({ pool: this });
-    const evicted = victim.shut().then(this.#evicted);
+    const evicted = this.#evictLeastRecentlyUsed().then(this.#evicted);
     const signal = claimant.signal;
     if (signal === undefined || signal.aborted) return evicted.then(() => claimant.seated(null));
     return this.waitFor(evicted, signal).then(
@@ -376,9 +355,30 @@ export class ResourcePool {
 
   /** The evicted seat's slot becomes the claimant's. */
   readonly #evicted = (): void => {
-    this.#releasing--;
-    this.#inUse++;
+    this.#count[RELEASING]!--;
+    this.#count[IN_USE]!++;
   };
+
+  /** Another thread's oldest waiter needs room: its slot is freed by the budget once the close completes. */
+  #evictForOther(): Promise<void> | undefined {
+    if (this.#lruFirst === undefined) return undefined;
+    return this.#evictLeastRecentlyUsed().then(this.#evictedForOther);
+  }
+
+  readonly #evictedForOther = (): void => {
+    this.#count[RELEASING]!--;
+    this.#settleClose();
+  };
+
+  /** Closes the least recently used idle seat, counted as releasing until its close completes. */
+  #evictLeastRecentlyUsed(): Promise<void> {
+    const victim = this.#lruFirst!;
+    this.#unlinkIdle(victim);
+    this.#count[RELEASING]!++;
+    this.counters.evictions++;
+    if (channels.eviction.hasSubscribers) channels.eviction.publish({ pool: this });
+    return victim.shut();
+  }
 
   #unlinkIdle(seat: Seat): void {
     if (seat.lruPrev === undefined) this.#lruFirst = seat.lruNext;
@@ -387,7 +387,7 @@ export class ResourcePool {
     else seat.lruNext.lruPrev = seat.lruPrev;
     seat.lruPrev = seat.lruNext = undefined;
     seat.isIdle = false;
-    this.#idle--;
+    this.#count[IDLE]!--;
     seat.unindex();
   }
 }
@@ -422,7 +422,16 @@ let globalPool: ResourcePool | undefined;
  * on first use with `max` = {@link connectionLimit}(). Other packages that
  * open file descriptors can share its budget through
  * {@link ResourcePool.create}.
+ *
+ * Every thread of the process draws on one budget: the global pool of a
+ * worker started after connpool was loaded in its parent shares `max` with
+ * its parent's, and `stats()` counts every thread's (see README, "Worker
+ * threads").
  */
 export function getResourcePool(): ResourcePool {
-  return (globalPool ??= new ResourcePool({ max: connectionLimit(), name: 'global' }));
+  if (globalPool === undefined) {
+    const budget = processBudget();
+    globalPool = new ResourcePool({ max: budget.max, name: 'global' }, budget);
+  }
+  return globalPool;
 }

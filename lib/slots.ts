@@ -7,6 +7,8 @@ class Waiter<C, T> {
   prev: Waiter<C, T> | undefined = undefined;
   next: Waiter<C, T> | undefined = undefined;
   stopListening: Disposable | undefined = undefined;
+  /** Its place in the process-wide order of waiters (0 when the pool is private). */
+  ticket = 0;
   /** Settle the caller's promise; set by {@link capture} as the promise is made. */
   resolve: (claim: T | PromiseLike<T>) => void = unset;
   reject: (reason: unknown) => void = unset;
@@ -15,6 +17,19 @@ class Waiter<C, T> {
 }
 
 const unset = (): void => {};
+
+/** What {@link SlotQueue}'s admit returns when the room it was told of is gone (taken by another thread). */
+export const NO_ROOM: unique symbol = Symbol('no room');
+
+/** Orders waiters across queues (threads): the budget a queue's pool draws on. */
+export interface Turns {
+  /** A ticket for a new waiter: the order in which waiters of every queue are served. */
+  ticket(): number;
+  /** The queue changed: `size` waiters, the oldest holding ticket `head`. */
+  queued(head: number, size: number): void;
+  /** The oldest waiter is parked with no room: ask for some. */
+  askForRoom(): void;
+}
 
 /** The waiter whose promise is being made, for {@link capture}. */
 let capturing: Waiter<unknown, unknown> | undefined;
@@ -47,8 +62,9 @@ function capture(resolve: (claim: never) => void, reject: (reason: unknown) => v
 export class SlotQueue<C extends { abandoned(): void }, T> {
   readonly #gate = pLimit(1);
   readonly #hasRoom: () => boolean;
-  readonly #admit: (claimant: C) => T | PromiseLike<T>;
+  readonly #admit: (claimant: C) => T | PromiseLike<T> | typeof NO_ROOM;
   readonly #onGiveUp: () => void;
+  readonly #turns: Turns;
   #first: Waiter<C, T> | undefined = undefined;
   #last: Waiter<C, T> | undefined = undefined;
   #size = 0;
@@ -58,14 +74,22 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
 
   /**
    * @param hasRoom whether the pool can take one more caller now.
-   * @param admit takes the room for a claimant, synchronously; its result settles the wait.
+   * @param admit takes the room for a claimant, synchronously; its result settles the wait,
+   *   unless it is `NO_ROOM` (the room went to another thread first): then the claimant waits on.
    *   A claimant turned away (aborted, or all rejected) is told with `abandoned()`.
    * @param onGiveUp hears of each waiter whose signal aborted while it waited.
+   * @param turns orders waiters with those of other queues drawing on the same budget.
    */
-  constructor(hasRoom: () => boolean, admit: (claimant: C) => T | PromiseLike<T>, onGiveUp: () => void = () => {}) {
+  constructor(
+    hasRoom: () => boolean,
+    admit: (claimant: C) => T | PromiseLike<T> | typeof NO_ROOM,
+    onGiveUp: () => void = () => {},
+    turns: Turns = alone,
+  ) {
     this.#hasRoom = hasRoom;
     this.#admit = admit;
     this.#onGiveUp = onGiveUp;
+    this.#turns = turns;
   }
 
   /** Callers waiting. */
@@ -83,6 +107,7 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
       return Promise.reject(new ResourceLimitExceededError({ cause: signal.reason }));
     }
     const waiter = new Waiter<C, T>(claimant);
+    waiter.ticket = this.#turns.ticket();
     capturing = waiter as Waiter<unknown, unknown>;
     const promise = new Promise<T>(capture);
     capturing = undefined;
@@ -95,13 +120,14 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
     return promise;
   }
 
-  /** The pool may have room: resumes the admission loop if it is parked. */
+  /** The pool may have room: resumes the admission loop if it is parked (or asks for room, if there is none). */
   notify(): void {
     const wake = this.#wake;
-    if (wake !== undefined && this.#hasRoom()) {
+    if (wake === undefined) return;
+    if (this.#hasRoom()) {
       this.#wake = undefined;
       wake();
-    }
+    } else this.#turns.askForRoom();
   }
 
   /** Rejects every waiter with `error`. */
@@ -119,14 +145,17 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
   readonly #serve = async (): Promise<void> => {
     while (this.#first !== undefined) {
       if (!this.#hasRoom()) {
+        this.#turns.askForRoom();
         await new Promise<void>((wake) => {
           this.#wake = wake;
         });
         continue;
       }
       const waiter = this.#first;
+      const claim = this.#admit(waiter.claimant);
+      if (claim === NO_ROOM) continue;
       this.#unlink(waiter);
-      waiter.resolve(this.#admit(waiter.claimant));
+      waiter.resolve(claim);
     }
     this.#isServing = false;
   };
@@ -152,6 +181,7 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
     else this.#last.next = waiter;
     this.#last = waiter;
     this.#size++;
+    this.#turns.queued(this.#first!.ticket, this.#size);
   }
 
   /** Unlinks a waiter that is admitted or abandoned, and stops its abort listener. */
@@ -164,5 +194,9 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
     else waiter.next.prev = waiter.prev;
     waiter.prev = waiter.next = undefined;
     this.#size--;
+    this.#turns.queued(this.#first?.ticket ?? 0, this.#size);
   }
 }
+
+/** The turns of a queue that is alone on its budget (a private pool's). */
+const alone: Turns = { ticket: () => 0, queued: () => {}, askForRoom: () => {} };

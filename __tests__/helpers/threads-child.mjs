@@ -1,0 +1,340 @@
+// The scenarios of __tests__/threads.test.ts: one process, its main thread and
+// worker threads (this same file, started with workerData), all on connpool's
+// global pool, talking to the echo server (helpers/echo-server.mjs, another
+// process) on the 127.0.x.y addresses of its port.
+//
+// argv: scenario, port[, mode]. Prints one JSON line with what it saw.
+// Run under `ulimit -n 256`: connectionLimit() is then 200.
+import { readdirSync, readlinkSync } from 'node:fs';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { connectionLimit, getResourcePool, New, ResourcePool } from '../../dist/index.js';
+
+/** Socket descriptors open in the process (every thread's: they share the table). */
+function sockets() {
+  let n = 0;
+  try {
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')) n++;
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+  } catch {
+    return -1; // Out of descriptors to read the directory with.
+  }
+  return n;
+}
+
+/** Writes `size` bytes and reads them back; leaves the connection paused. */
+function exchange(conn, size = 64) {
+  return new Promise((resolve, reject) => {
+    let got = 0;
+    const onData = (chunk) => {
+      got += chunk.length;
+      if (got >= size) finish(resolve);
+    };
+    const onError = (error) => finish(() => reject(error));
+    const onEnd = () => finish(() => reject(new Error('EOF before the echo')));
+    const finish = (settle) => {
+      conn.off('data', onData).off('error', onError).off('end', onEnd);
+      conn.pause();
+      settle();
+    };
+    conn.on('data', onData).once('error', onError).once('end', onEnd);
+    conn.write(Buffer.alloc(size, 'x'));
+  });
+}
+
+function rawExchange(address) {
+  const [host, port] = address.split(':');
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), host);
+    socket.once('error', reject);
+    socket.once('connect', () =>
+      exchange(socket).then(() => {
+        socket.destroy();
+        resolve();
+      }, reject),
+    );
+  });
+}
+
+const port = () => workerData?.port ?? process.argv[3];
+const address = (a, b) => `127.0.${a}.${b}:${port()}`;
+
+/** Opens `n` connections to `to` at once; returns them held. */
+async function hold(n, to, signal) {
+  return Promise.all(Array.from({ length: n }, () => New('tcp', to).get(signal)));
+}
+
+/** A message from the parent (main thread or worker) of the given type. */
+function message(type, from = parentPort) {
+  return new Promise((resolve) => {
+    const listener = (data) => {
+      if (data?.type !== type) return;
+      from.off('message', listener);
+      resolve(data);
+    };
+    from.on('message', listener);
+  });
+}
+
+function start(role, data = {}) {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { role, port: port(), ...data } });
+  worker.on('error', (error) => console.error(`worker ${role}:`, error));
+  worker.exited = new Promise((resolve) => worker.once('exit', resolve));
+  return worker;
+}
+
+/** Polls until `predicate()` holds; false if it never did within a generous while. */
+async function until(predicate) {
+  for (let i = 0; i < 1000; i++) {
+    if (predicate()) return true;
+    await sleep(5);
+  }
+  return false;
+}
+
+const TASKS = 300;
+const ROUNDS = 4;
+const SERVERS = 40;
+
+/**
+ * Each thread's share of the load: TASKS at once, each making ROUNDS
+ * exchanges, each on a connection to one of SERVERS servers, got from the
+ * pool (`shared`: the global one; `per-thread`: one per thread sized to the
+ * whole limit, as before the budget was shared) or opened raw.
+ */
+async function load(mode) {
+  const outcome = { done: 0, emfile: 0, other: {} };
+  const pool = mode === 'per-thread' ? new ResourcePool({ max: connectionLimit() }) : getResourcePool();
+  let serial = 0;
+  await Promise.all(
+    Array.from({ length: TASKS }, async () => {
+      for (let round = 0; round < ROUNDS; round++) {
+        const to = address(1, 1 + (serial++ % SERVERS));
+        try {
+          if (mode === 'raw') await rawExchange(to);
+          else {
+            const conn = await New('tcp', to, { pool }).get(AbortSignal.timeout(60_000));
+            try {
+              await exchange(conn);
+            } catch (error) {
+              await conn.close();
+              throw error;
+            }
+            if (serial % 10 === 0) await conn.close();
+            else conn.put();
+          }
+          outcome.done++;
+        } catch (error) {
+          if (error?.code === 'EMFILE') outcome.emfile++;
+          else outcome.other[error?.code ?? error?.message] = (outcome.other[error?.code ?? error?.message] ?? 0) + 1;
+        }
+      }
+    }),
+  );
+  if (mode === 'per-thread') await pool.close();
+  return outcome;
+}
+
+const workers = {
+  /** A share of the load; then its stats() on request, and exit on request. */
+  async load() {
+    const outcome = await load(workerData.mode);
+    parentPort.postMessage({ type: 'done', outcome });
+    await message('stats');
+    parentPort.postMessage({ type: 'stats', stats: getResourcePool().stats() });
+    await message('exit');
+    parentPort.close();
+  },
+
+  /** Fills the pool with idle connections, then waits to be told to exit. */
+  async idler() {
+    const conns = await hold(workerData.count, address(2, 1));
+    for (const conn of conns) conn.put();
+    parentPort.postMessage({ type: 'filled', stats: getResourcePool().stats() });
+    await message('exit');
+    parentPort.close();
+  },
+
+  /** Holds connections in use and idle until terminated. */
+  async holder() {
+    const conns = await hold(workerData.count, address(3, 1));
+    for (const conn of conns.slice(0, workerData.idle)) conn.put();
+    parentPort.postMessage({ type: 'holding', stats: getResourcePool().stats() });
+    setInterval(() => {}, 1_000);
+  },
+
+  /** Starts a nested worker that holds connections; terminated with it. */
+  async parent() {
+    const nested = start('holder', { count: workerData.count, idle: 0 });
+    const { stats } = await message('holding', nested);
+    parentPort.postMessage({ type: 'holding', stats });
+  },
+
+  /** Waits for a slot; reports the order in which it got one (or how its wait ended). */
+  async waiter() {
+    const controller = new AbortController();
+    parentPort.once('message', (data) => data?.type === 'abort' && controller.abort(new Error('given up')));
+    const order = new Int32Array(workerData.order);
+    const got = New('tcp', address(4, 2)).get(controller.signal);
+    parentPort.postMessage({ type: 'asked' });
+    try {
+      const conn = await got;
+      Atomics.store(order, workerData.id, Atomics.add(order, 0, 1) + 1);
+      await exchange(conn);
+      conn.put();
+      parentPort.postMessage({ type: 'got' });
+    } catch (error) {
+      parentPort.postMessage({ type: 'failed', code: error?.code });
+    }
+    await message('exit');
+    parentPort.close();
+  },
+};
+
+const scenarios = {
+  /** Main and four workers, each TASKS at once, to SERVERS servers; sampling socket descriptors. */
+  async load(mode) {
+    const baseline = sockets();
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, sockets())), 2);
+    const started = Array.from({ length: 4 }, () => start('load', { mode }));
+    const outcomes = await Promise.all([load(mode), ...started.map(async (worker) => (await message('done', worker)).outcome)]);
+    clearInterval(sampler);
+    const total = { done: 0, emfile: 0, other: {} };
+    for (const outcome of outcomes) {
+      total.done += outcome.done;
+      total.emfile += outcome.emfile;
+      for (const [code, n] of Object.entries(outcome.other)) total.other[code] = (total.other[code] ?? 0) + n;
+    }
+    const report = { mode, limit: connectionLimit(), expected: 5 * TASKS * ROUNDS, ...total, peak: peak - baseline };
+    if (mode === 'shared') {
+      report.main = getResourcePool().stats();
+      report.workers = [];
+      for (const worker of started) {
+        worker.postMessage({ type: 'stats' });
+        report.workers.push((await message('stats', worker)).stats);
+      }
+    }
+    for (const worker of started) worker.postMessage({ type: 'exit' });
+    await Promise.all(started.map((worker) => worker.exited));
+    if (mode === 'shared') {
+      report.afterExit = getResourcePool().stats();
+      await getResourcePool().close();
+      report.afterClose = getResourcePool().stats();
+    }
+    report.leftOpen = sockets() - baseline;
+    return report;
+  },
+
+  /** A worker fills the budget with idle connections; the main thread needs room. */
+  async evict() {
+    const baseline = sockets();
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, sockets())), 2);
+    const max = getResourcePool().max;
+    const idler = start('idler', { count: max });
+    const filled = (await message('filled', idler)).stats;
+    const one = await New('tcp', address(2, 2)).get(AbortSignal.timeout(10_000));
+    await exchange(one);
+    const afterOne = getResourcePool().stats();
+    const more = await hold(20, address(2, 3), AbortSignal.timeout(10_000));
+    await Promise.all(more.map((conn) => exchange(conn)));
+    const afterMore = getResourcePool().stats();
+    clearInterval(sampler);
+    one.put();
+    for (const conn of more) conn.put();
+    idler.postMessage({ type: 'exit' });
+    await idler.exited;
+    const afterExit = getResourcePool().stats();
+    await getResourcePool().close();
+    return { max, filled, afterOne, afterMore, afterExit, peak: peak - baseline, leftOpen: sockets() - baseline };
+  },
+
+  /** Terminated workers give their slots back: one holding connections, one waiting, one whose nested worker holds them. */
+  async terminate() {
+    const baseline = sockets();
+    const pool = getResourcePool();
+    const report = {};
+    const holder = start('holder', { count: 150, idle: 50 });
+    report.holding = (await message('holding', holder)).stats;
+    report.seenByMain = pool.stats();
+    await holder.terminate();
+    report.afterTerminate = pool.stats();
+    report.socketsAfterTerminate = sockets() - baseline;
+    // Every slot is free again: the immediate canceler gets all of them.
+    const all = await hold(pool.max, address(3, 2), AbortSignal.abort());
+    report.immediate = all.length;
+    const order = new SharedArrayBuffer(16);
+    const waiter = start('waiter', { id: 1, order });
+    await message('asked', waiter);
+    report.waitingSeen = await until(() => pool.stats().waiting === 1);
+    await waiter.terminate();
+    report.afterWaiterTerminate = pool.stats();
+    await Promise.all(all.map((conn) => conn.close()));
+    const parent = start('parent', { count: 10 });
+    report.nested = (await message('holding', parent)).stats;
+    report.nestedSeenByMain = pool.stats();
+    await parent.terminate();
+    report.afterParentTerminate = pool.stats();
+    report.leftOpen = sockets() - baseline;
+    return report;
+  },
+
+  /** Waiters of three threads are served oldest first; one that gives up leaves the line. */
+  async fifo() {
+    const pool = getResourcePool();
+    const held = await hold(pool.max, address(4, 1));
+    const order = new SharedArrayBuffer(32);
+    const orderOf = new Int32Array(order);
+    const report = { waiting: [] };
+    const first = start('waiter', { id: 1, order });
+    await message('asked', first);
+    report.waiting.push(await until(() => pool.stats().waiting === 1));
+    let mainGot;
+    const mine = New('tcp', address(4, 2))
+      .get()
+      .then((conn) => {
+        Atomics.store(orderOf, 2, Atomics.add(orderOf, 0, 1) + 1);
+        mainGot = conn;
+      });
+    report.waiting.push(pool.stats().waiting === 2);
+    const second = start('waiter', { id: 3, order });
+    await message('asked', second);
+    report.waiting.push(await until(() => pool.stats().waiting === 3));
+    const quitter = start('waiter', { id: 4, order });
+    await message('asked', quitter);
+    report.waiting.push(await until(() => pool.stats().waiting === 4));
+    quitter.postMessage({ type: 'abort' });
+    report.quitter = (await message('failed', quitter)).code;
+    report.waiting.push(await until(() => pool.stats().waiting === 3));
+    for (let freed = 1; freed <= 3; freed++) {
+      await held.pop().close();
+      await until(() => pool.stats().waiting === 3 - freed);
+    }
+    await mine;
+    await Promise.all([message('got', first), message('got', second)].map((got) => Promise.race([got, sleep(5_000)])));
+    report.order = { first: Atomics.load(orderOf, 1), main: Atomics.load(orderOf, 2), second: Atomics.load(orderOf, 3), quitter: Atomics.load(orderOf, 4) };
+    mainGot.put();
+    for (const conn of held) conn.put();
+    for (const worker of [first, second, quitter]) worker.postMessage({ type: 'exit' });
+    await Promise.all([first, second, quitter].map((worker) => worker.exited));
+    report.afterExit = pool.stats();
+    await pool.close();
+    return report;
+  },
+};
+
+if (isMainThread) {
+  const [scenario, , mode] = process.argv.slice(2);
+  const report = await scenarios[scenario](mode);
+  console.log(JSON.stringify(report));
+  process.exit(0);
+} else {
+  await workers[workerData.role]();
+}
