@@ -11,21 +11,43 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { connectionLimit, getResourcePool, New, ResourcePool } from '../../dist/index.js';
 
-/** Socket descriptors open in the process (every thread's: they share the table). */
+/** Socket descriptors open in the process, every thread's (they share one table); exact while none opens or closes. */
 function sockets() {
   let n = 0;
-  try {
-    for (const fd of readdirSync('/proc/self/fd')) {
-      try {
-        if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')) n++;
-      } catch {
-        // Closed meanwhile.
-      }
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')) n++;
+    } catch {
+      // The directory read's own descriptor, closed by now.
     }
-  } catch {
-    return -1; // Out of descriptors to read the directory with.
   }
   return n;
+}
+
+/**
+ * Samples the socket descriptors open while other threads open and close
+ * them, and keeps the most seen. One directory read is close to a snapshot;
+ * reading each link (hundreds of system calls) is not: it could count a
+ * socket that closed and its successor. So a sample is the descriptors
+ * listed less those that are not sockets, counted at the start, when nothing
+ * moves (after every thread's first connection: libuv then opens a
+ * descriptor on /dev/null it keeps).
+ */
+function sampler() {
+  const all = () => readdirSync('/proc/self/fd').length;
+  const others = all() - sockets();
+  let peak = 0;
+  const timer = setInterval(() => {
+    try {
+      peak = Math.max(peak, all() - others);
+    } catch {
+      peak = Infinity; // Out of descriptors to read the directory with.
+    }
+  }, 1);
+  return () => {
+    clearInterval(timer);
+    return peak;
+  };
 }
 
 /** Writes `size` bytes and reads them back; leaves the connection paused. */
@@ -84,7 +106,7 @@ function message(type, from = parentPort) {
 
 function start(role, data = {}) {
   const worker = new Worker(new URL(import.meta.url), { workerData: { role, port: port(), ...data } });
-  worker.on('error', (error) => console.error(`worker ${role}:`, error));
+  worker.on("error", (error) => console.error(`worker ${role}:`, error));
   worker.exited = new Promise((resolve) => worker.once('exit', resolve));
   return worker;
 }
@@ -111,11 +133,11 @@ const SERVERS = 40;
 async function load(mode) {
   const outcome = { done: 0, emfile: 0, other: {} };
   const pool = mode === 'per-thread' ? new ResourcePool({ max: connectionLimit() }) : getResourcePool();
-  let serial = 0;
   await Promise.all(
-    Array.from({ length: TASKS }, async () => {
+    Array.from({ length: TASKS }, async (_, task) => {
       for (let round = 0; round < ROUNDS; round++) {
-        const to = address(1, 1 + (serial++ % SERVERS));
+        const serial = task * ROUNDS + round;
+        const to = address(1, 1 + (serial % SERVERS));
         try {
           if (mode === 'raw') await rawExchange(to);
           else {
@@ -137,13 +159,16 @@ async function load(mode) {
       }
     }),
   );
-  if (mode === 'per-thread') await pool.close();
+  if (mode === "per-thread") await pool.close();
   return outcome;
 }
 
 const workers = {
   /** A share of the load; then its stats() on request, and exit on request. */
   async load() {
+    await rawExchange(address(1, 1));
+    parentPort.postMessage({ type: 'ready' });
+    await message('go');
     const outcome = await load(workerData.mode);
     parentPort.postMessage({ type: 'done', outcome });
     await message('stats');
@@ -200,12 +225,19 @@ const workers = {
 const scenarios = {
   /** Main and four workers, each TASKS at once, to SERVERS servers; sampling socket descriptors. */
   async load(mode) {
-    const baseline = sockets();
-    let peak = 0;
-    const sampler = setInterval(() => (peak = Math.max(peak, sockets())), 2);
     const started = Array.from({ length: 4 }, () => start('load', { mode }));
-    const outcomes = await Promise.all([load(mode), ...started.map(async (worker) => (await message('done', worker)).outcome)]);
-    clearInterval(sampler);
+    // A thread's first connection makes libuv open a descriptor it keeps (on /dev/null), hence the warm-up.
+    await Promise.all([rawExchange(address(1, 1)), ...started.map((worker) => message('ready', worker))]);
+    const baseline = sockets();
+    const stopSampling = sampler();
+    for (const worker of started) worker.postMessage({ type: 'go' });
+    const outcomes = await Promise.all([
+      load(mode),
+      ...started.map((worker) =>
+        Promise.race([message('done', worker).then((done) => done.outcome), worker.exited.then(() => ({ done: 0, emfile: 0, other: { 'worker died': 1 } }))]),
+      ),
+    ]);
+    const peak = stopSampling();
     const total = { done: 0, emfile: 0, other: {} };
     for (const outcome of outcomes) {
       total.done += outcome.done;
@@ -213,13 +245,11 @@ const scenarios = {
       for (const [code, n] of Object.entries(outcome.other)) total.other[code] = (total.other[code] ?? 0) + n;
     }
     const report = { mode, limit: connectionLimit(), expected: 5 * TASKS * ROUNDS, ...total, peak: peak - baseline };
-    if (mode === 'shared') {
-      report.main = getResourcePool().stats();
-      report.workers = [];
-      for (const worker of started) {
-        worker.postMessage({ type: 'stats' });
-        report.workers.push((await message('stats', worker)).stats);
-      }
+    report.main = getResourcePool().stats();
+    report.workers = [];
+    for (const worker of started) {
+      worker.postMessage({ type: 'stats' });
+      report.workers.push(await Promise.race([message('stats', worker).then((reply) => reply.stats), worker.exited]));
     }
     for (const worker of started) worker.postMessage({ type: 'exit' });
     await Promise.all(started.map((worker) => worker.exited));
@@ -235,18 +265,17 @@ const scenarios = {
   /** A worker fills the budget with idle connections; the main thread needs room. */
   async evict() {
     const baseline = sockets();
-    let peak = 0;
-    const sampler = setInterval(() => (peak = Math.max(peak, sockets())), 2);
     const max = getResourcePool().max;
     const idler = start('idler', { count: max });
     const filled = (await message('filled', idler)).stats;
+    const stopSampling = sampler();
     const one = await New('tcp', address(2, 2)).get(AbortSignal.timeout(10_000));
     await exchange(one);
     const afterOne = getResourcePool().stats();
     const more = await hold(20, address(2, 3), AbortSignal.timeout(10_000));
     await Promise.all(more.map((conn) => exchange(conn)));
     const afterMore = getResourcePool().stats();
-    clearInterval(sampler);
+    const peak = stopSampling();
     one.put();
     for (const conn of more) conn.put();
     idler.postMessage({ type: 'exit' });
