@@ -362,7 +362,13 @@ export class SharedBudget extends Budget {
   /** This party's entry. */
   readonly #base: number;
   #owner: BudgetOwner | undefined = undefined;
-  /** Keeps this thread alive while it has waiters, whose room may come from another thread. */
+  /** This party's waiters (as published in its entry). */
+  #waiters = 0;
+  /**
+   * While this thread has waiters: keeps it alive (their room may come from
+   * another thread, as a socket they waited on would), and looks for room
+   * every {@link LOOK_AGAIN_MS}, in case a bell was missed (see `#wakeOthers`).
+   */
   #keepAlive: NodeJS.Timeout | undefined = undefined;
 
   /** @returns a budget for this thread, or `undefined` when every entry is taken. */
@@ -384,7 +390,7 @@ export class SharedBudget extends Budget {
   }
 
   override othersWait(): boolean {
-    return Atomics.load(this.#words, WAITING) !== 0;
+    return this.#words[WAITING] !== 0;
   }
 
   override takeFresh(): boolean {
@@ -426,7 +432,8 @@ export class SharedBudget extends Budget {
     Atomics.store(words, base + HEAD, head);
     Atomics.store(words, base + WAITERS, size);
     Atomics.add(words, WAITING, size - before);
-    if (size > 0) this.#keepAlive ??= setInterval(noop, 0x7fffffff);
+    this.#waiters = size;
+    if (size > 0) this.#keepAlive ??= setInterval(this.#lookAgain, LOOK_AGAIN_MS);
     else {
       clearInterval(this.#keepAlive);
       this.#keepAlive = undefined;
@@ -454,10 +461,14 @@ export class SharedBudget extends Budget {
     this.#memory.ringWaiting(-1);
   };
 
-  /** Rings the other threads' waiters, if any waits. */
+  /**
+   * Rings the other threads' waiters, if any waits. The count is read
+   * without a barrier, to keep `put()` free of atomics: a thread that starts
+   * waiting in the same instant may not be rung, and finds the room when it
+   * next looks (within {@link LOOK_AGAIN_MS}).
+   */
   #wakeOthers(): void {
-    const words = this.#words;
-    if (Atomics.load(words, WAITING) > words[this.#base + WAITERS]!) this.#memory.ringWaiting(this.#base);
+    if (this.#words[WAITING]! > this.#waiters) this.#memory.ringWaiting(this.#base);
   }
 
   override stats(): PoolStats {
@@ -508,6 +519,8 @@ export class SharedBudget extends Budget {
     return victim;
   }
 
+  readonly #lookAgain = (): void => this.#owner?.roomElsewhere();
+
   /** Answers this party's bell: evictions asked of it, then room for its waiters; and listens again. */
   readonly #listen = (): void => {
     const words = this.#words;
@@ -533,7 +546,8 @@ export class SharedBudget extends Budget {
   };
 }
 
-const noop = (): void => {};
+/** How often a thread with waiters looks for room unrung. */
+const LOOK_AGAIN_MS = 50;
 
 /** What the environment data carries: the memory, and which thread set it. */
 interface Handoff {
