@@ -4,10 +4,12 @@
 //   { row, label, kind: 'speedup' | 'cost', ratio, target: { op: '>=' | '<=', value } | null }
 // ('speedup': connpool's rate / the row's rate; 'cost': time per op at the
 // large size / at the small size).
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import genericPool from 'generic-pool';
 import pLimit from 'p-limit';
 import tarn from 'tarn';
@@ -283,6 +285,116 @@ async function contention(env, { id, title, sizes, held, targets }) {
     await shut(pool, handles);
     await close();
   }
+}
+
+/**
+ * i. Threads. Part 1: one caller, sequential get()+put() of an idle socket
+ * in the main thread, on the global pool (whose budget is shared with worker
+ * threads, in a SharedArrayBuffer) vs a private pool (a budget of its own).
+ * Part 2: the global pool full and contended across threads, in a child
+ * process under `ulimit -n 256` (max 200): see threads-child.mjs.
+ */
+export async function threads(env) {
+  const { New, ResourcePool, getResourcePool } = env.lib;
+  const sizes = env.sizes.threads;
+  const address = `${HOST}:${env.ports.checkout}`;
+  const out = [];
+
+  // Part 1, in this process.
+  {
+    const global = getResourcePool();
+    const shared = New('tcp', address);
+    const pool = new ResourcePool({ max: 10, name: 'bench-threads-private' });
+    const own = New('tcp', address, { pool });
+    (await shared.get()).put();
+    (await own.get()).put();
+    const { gp, close } = anchors();
+    const loop = (res) => async (n) => {
+      for (let i = 0; i < n; i++) {
+        const conn = await res.get();
+        conn.put();
+      }
+    };
+    const subjects = [
+      { name: 'connpool global pool (shared budget)', run: loop(shared) },
+      { name: 'connpool private pool', run: loop(own) },
+      {
+        name: 'generic-pool',
+        async run(n) {
+          for (let i = 0; i < n; i++) {
+            const resource = await gp.acquire();
+            gp.release(resource);
+          }
+        },
+      },
+    ].map((s) => ({ ...s, ops: sizes.ops, warmupOps: sizes.warmupOps }));
+    try {
+      const results = await interleave('threads (main thread)', subjects, env.reps);
+      out.push({
+        id: 'threads-checkout',
+        title: 'i. checkout, 1 caller, global pool (shared budget) vs private',
+        unit: 'ops/s',
+        subjects: results,
+        comparisons: [
+          speedup(results, 'connpool global pool (shared budget)', 'connpool private pool', { op: '>=', value: 0.83 }),
+          speedup(results, 'connpool global pool (shared budget)', 'generic-pool'),
+        ],
+        notes: { ops: sizes.ops, globalMax: global.stats().max },
+      });
+    } finally {
+      shared.scheduleClose();
+      await until(() => {
+        const { inUse, idle, releasing } = global.stats();
+        return inUse + idle + releasing === 0;
+      }, 'the global pool to close its socket');
+      await shut(pool, [own]);
+      await close();
+    }
+  }
+
+  // Part 2, in a child process under `ulimit -n 256`.
+  {
+    const { ops, warmupOps, threads: count, callers, timeoutMs } = sizes.contended;
+    const child = await runThreadsChild(env.ports.checkout, { ops, warmupOps, threads: count, callers, reps: env.reps }, timeoutMs);
+    if (child.connectionLimit !== 200) throw new Error(`threads child: connectionLimit() is ${child.connectionLimit} under ulimit -n 256, expected 200`);
+    const [shared, anchor] = child.results;
+    out.push({
+      id: 'threads-contended',
+      title: `i. contended across threads, held across an await, ${count} threads × ${callers} callers / 200 slots`,
+      unit: 'ops/s',
+      subjects: child.results,
+      comparisons: [speedup(child.results, shared.name, anchor.name)],
+      notes: child.notes,
+    });
+  }
+  return out;
+}
+
+/** Runs threads-child.mjs under `ulimit -n 256`; resolves with its JSON line. Kills it after `timeoutMs`. */
+async function runThreadsChild(port, sizes, timeoutMs) {
+  const script = fileURLToPath(new URL('./threads-child.mjs', import.meta.url));
+  const child = spawn('/bin/sh', ['-c', 'ulimit -n 256 && exec "$0" "$@"', process.execPath, script, String(port), JSON.stringify(sizes)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk) => {
+    stdout += chunk;
+  });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  try {
+    const [code, signal] = await once(child, 'close');
+    if (timedOut) throw new Error(`threads child: no answer within ${timeoutMs / 1000} s (killed)`);
+    if (code !== 0) throw new Error(`threads child exited with ${signal ?? `code ${code}`}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  const line = stdout.trim().split('\n').at(-1);
+  if (!line) throw new Error('threads child printed nothing');
+  return JSON.parse(line);
 }
 
 /** c. 32-byte echo round trips to the child: pooled, raw kept-open, fresh connection; TCP and TLS. */

@@ -4,7 +4,7 @@
 //                               BENCHMARKS.md and results.svg go to a temp directory
 //   --reps N                    repetitions per subject (default 7; smoke 1)
 //   --only a,b                  figures to run: checkout, contended, contended-await, roundtrip, tlsdials, throughput, scale,
-//                               http, fanout, dials
+//                               http, fanout, dials, threads
 //   --out DIR                   where to write BENCHMARKS.md (results.svg goes to DIR/bench)
 //
 // stdout: the table, then one JSON line per figure. Progress goes to stderr.
@@ -44,6 +44,7 @@ const FULL = {
   http: { sequential: 2_000, sequentialWarmup: 300, concurrent: 6_000, concurrentWarmup: 1_000, callers: 50, slices: 10 },
   fanout: { requests: 10_000, warmupRequests: 2_000, origins: 1_000, cap: 100 },
   dials: { sequential: 1_600, sequentialWarmup: 200, slices: 16, roundRobin: 6_000, roundRobinWarmup: 1_000, roundRobinSlices: 6, servers: 300, cap: 200, callers: 200 },
+  threads: { ops: 500_000, warmupOps: 50_000, contended: { ops: 200_000, warmupOps: 40_000, threads: 4, callers: 100, timeoutMs: 300_000 } },
 };
 const SMOKE = {
   checkout: { ops: 300, warmupOps: 50 },
@@ -55,6 +56,7 @@ const SMOKE = {
   http: { sequential: 30, sequentialWarmup: 5, concurrent: 100, concurrentWarmup: 20, callers: 10, slices: 2 },
   fanout: { requests: 200, warmupRequests: 50, origins: 20, cap: 10 },
   dials: { sequential: 20, sequentialWarmup: 5, slices: 2, roundRobin: 100, roundRobinWarmup: 30, roundRobinSlices: 2, servers: 30, cap: 20, callers: 20 },
+  threads: { ops: 300, warmupOps: 50, contended: { ops: 2_000, warmupOps: 800, threads: 4, callers: 100, timeoutMs: 60_000 } },
 };
 const FIGURES = {
   checkout: figures.checkout,
@@ -67,6 +69,7 @@ const FIGURES = {
   http: figures.httpRequests,
   fanout: figures.httpFanout,
   dials: figures.freshDials,
+  threads: figures.threads,
 };
 
 /** The commit the library was built from, and whether lib/ had uncommitted changes (read-only git calls). */

@@ -118,12 +118,12 @@ export class Budget {
     readonly counters = new Counters(),
   ) {}
 
-  /** Whether callers wait in other threads (a newcomer here queues behind them). */
-  othersWait(): boolean {
+  /** Whether the pool should close a resource at its `put()` rather than keep it idle: another thread is owed room. */
+  owes(): boolean {
     return false;
   }
 
-  /** Takes a fresh slot (counted in use) if one is free; idle resources are not free. */
+  /** Takes a fresh slot (counted in use) if one is free and no older waiter wants it; idle resources are not free. */
   takeFresh(): boolean {
     const count = this.count;
     if (count[IN_USE]! + count[IDLE]! + count[RELEASING]! >= this.max) return false;
@@ -222,11 +222,19 @@ const WORDS = HEADER + CAPACITY * ENTRY;
 const BYTES = WORDS * 4 + CAPACITY * 8 * 8;
 const TWO_TO_32 = 2 ** 32;
 
-/** The memory shared by every thread of this process that loaded connpool. */
-class Memory {
+/** The memory shared by every thread of this process that loaded connpool. @internal */
+export class Memory {
   readonly words: Int32Array;
   readonly #retired: Uint32Array;
   readonly #doubles: Float64Array;
+
+  /** Memory for a budget of `max` slots, not yet shared with any thread. */
+  static create(max: number): Memory {
+    const memory = new Memory(new SharedArrayBuffer(BYTES));
+    Atomics.store(memory.words, MAX, max);
+    Atomics.store(memory.words, LAYOUT, LAYOUT_MARK);
+    return memory;
+  }
 
   constructor(readonly buffer: SharedArrayBuffer) {
     this.words = new Int32Array(buffer, 0, WORDS);
@@ -365,6 +373,12 @@ export class SharedBudget extends Budget {
   /** This party's waiters (as published in its entry). */
   #waiters = 0;
   /**
+   * Evictions other threads asked of this one when it had nothing idle
+   * (its own waiters had reused it): its next `put()`s close instead of
+   * keeping, while others wait, so that a busy thread cannot starve them.
+   */
+  #owed = 0;
+  /**
    * While this thread has waiters: keeps it alive (their room may come from
    * another thread, as a socket they waited on would), and looks for room
    * every {@link LOOK_AGAIN_MS}, in case a bell was missed (see `#wakeOthers`).
@@ -389,12 +403,14 @@ export class SharedBudget extends Budget {
     this.#listen();
   }
 
-  override othersWait(): boolean {
-    return this.#words[WAITING] !== 0;
+  override owes(): boolean {
+    return this.#owed > 0 && this.#words[WAITING]! > this.#waiters;
   }
 
   override takeFresh(): boolean {
     const words = this.#words;
+    // A free slot goes to the oldest waiter of the process: not to a newcomer, nor to a younger waiter.
+    if (words[WAITING]! > this.#waiters && (this.#waiters === 0 || !this.#isOldest())) return false;
     let open = Atomics.load(words, OPEN);
     while (open < this.max) {
       const seen = Atomics.compareExchange(words, OPEN, open, open + 1);
@@ -408,11 +424,12 @@ export class SharedBudget extends Budget {
   }
 
   override hasRoom(): boolean {
-    return this.#isOldest() && (this.count[IDLE]! > 0 || Atomics.load(this.#words, OPEN) < this.max);
+    return this.count[IDLE]! > 0 || (this.#isOldest() && Atomics.load(this.#words, OPEN) < this.max);
   }
 
   override freed(): void {
     Atomics.sub(this.#words, OPEN, 1);
+    if (this.#owed > 0) this.#owed--;
     this.#wakeOthers();
   }
 
@@ -444,7 +461,7 @@ export class SharedBudget extends Budget {
 
   override askForRoom(): void {
     const words = this.#words;
-    if (this.count[IDLE]! > 0 || Atomics.load(words, OPEN) < this.max || !this.#isOldest()) return;
+    if (this.count[IDLE]! > 0 || !this.#isOldest() || Atomics.load(words, OPEN) < this.max) return;
     const evicting = Atomics.load(words, EVICTING);
     if (evicting >= Atomics.load(words, WAITING)) return;
     const victim = this.#mostIdle();
@@ -531,8 +548,10 @@ export class SharedBudget extends Budget {
         const closing = this.#owner!.evictForOther();
         if (closing !== undefined) void closing.then(this.#answered);
         else {
-          // Nothing idle here any more: the asker will look again.
+          // Nothing idle here any more (this thread's waiters took it): the asker looks
+          // again, elsewhere too, and this thread owes it the next slot it frees.
           Atomics.sub(words, EVICTING, 1);
+          this.#owed = Math.min(this.#owed + 1, this.count[IN_USE]!);
           this.#memory.ringWaiting(-1);
         }
       }
@@ -574,16 +593,12 @@ function isHandoff(value: unknown): value is Handoff {
  */
 function openMemory(): { memory: Memory; parent: number } {
   const inherited: unknown = getEnvironmentData(KEY);
-  let memory: Memory;
-  let parent = 0;
-  if (isHandoff(inherited)) {
-    memory = new Memory(inherited.buffer);
-    parent = inherited.thread === threadId + 1 ? inherited.parent : inherited.thread;
-  } else {
-    memory = new Memory(new SharedArrayBuffer(BYTES));
-    Atomics.store(memory.words, MAX, connectionLimit());
-    Atomics.store(memory.words, LAYOUT, LAYOUT_MARK);
+  if (isHandoff(inherited) && inherited.thread === threadId + 1) {
+    // Another copy of connpool in this thread got here first, and already watches its workers.
+    return { memory: new Memory(inherited.buffer), parent: inherited.parent };
   }
+  const memory = isHandoff(inherited) ? new Memory(inherited.buffer) : Memory.create(connectionLimit());
+  const parent = isHandoff(inherited) ? inherited.thread : 0;
   setEnvironmentData(KEY, { buffer: memory.buffer, thread: threadId + 1, parent } satisfies Handoff);
   process.on('worker', (worker) => {
     const thread = worker.threadId;

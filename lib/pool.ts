@@ -168,7 +168,7 @@ export class ResourcePool {
    */
   acquire<T>(signal: AbortSignal | undefined, claimant: Claimant<T>): T | Promise<T> {
     if (this.#closing !== undefined) return turnAway(claimant, new PoolClosedError());
-    if (this.#queue.size === 0 && !this.#budget.othersWait()) {
+    if (this.#queue.size === 0) {
       const seated = this.#seat(claimant);
       if (seated !== NO_ROOM) return seated;
     }
@@ -179,11 +179,13 @@ export class ResourcePool {
 
   /**
    * Whether an in-use seat may go back to the idle list: not once the pool is
-   * closed, nor past `maxLifetime`.
+   * closed, nor past `maxLifetime`, nor while another thread is owed room.
    * @internal
    */
   keeps(seat: Seat): boolean {
-    return this.#closing === undefined && (this.#maxLifetime === 0 || performance.now() - seat.bornAt < this.#maxLifetime);
+    return (
+      this.#closing === undefined && (this.#maxLifetime === 0 || performance.now() - seat.bornAt < this.#maxLifetime) && !this.#budget.owes()
+    );
   }
 
   /** An in-use seat becomes idle: it keeps its resource open for re-use. Check {@link keeps} first. @internal */
