@@ -280,6 +280,17 @@ the same run; absolute rates on a shared 2-core machine are noisy, ratios less s
   of other servers' sockets and first evicts the least recently used idle one
   (the notes count dials, evictions and reuses), against plain connects
   (connect, round trip, \`destroy()\`) by 200 callers.
+- **i. threads**: *checkout*: as a., one caller, on the global pool (whose
+  budget is shared with every worker thread, in shared memory) against a
+  private pool (a budget of its own): the cost of sharing, target >= 0.83
+  (within 1.2x). *Contended across threads*: in a child process under
+  \`ulimit -n 256\` (so the global pool's max is 200), 4 threads (the main
+  thread and 3 workers) × 100 callers, each \`get()\`, \`await
+  Promise.resolve()\`, \`put()\` on the global pool, against 400 callers in one
+  thread on a private pool of 200. Idle sockets stay in their thread, so a
+  thread whose callers wait while another holds idle sockets asks it to close
+  one (the notes count dials, reuses and evictions). No target: the figure is
+  what sharing the budget between threads costs under contention.
 `;
 
 export function markdown({ results, smoke, machine, command, reps, seconds, jsonText, chartPath }) {
@@ -324,7 +335,7 @@ ${METHOD}
 \`\`\`sh
 npm run bench                 # build, then the full run (about 4 minutes on this 2-core machine); rewrites this file and bench/results.svg
 node bench/run.mjs --smoke    # tiny sizes, one repetition, for CI (also BENCH_SMOKE=1); writes to a temp directory
-node bench/run.mjs --only checkout,contended,contended-await --reps 7   # figures: checkout, contended, contended-await, roundtrip, tlsdials, throughput, scale, http, fanout, dials
+node bench/run.mjs --only checkout,contended,contended-await --reps 7   # figures: checkout, contended, contended-await, roundtrip, tlsdials, throughput, scale, http, fanout, dials, threads
 node bench/profile.mjs        # CPU and allocation profiles of the checkout and contended paths (--scenario contended-await,rtt-tls,upload,http-agent,fresh-dial,evict-dial,...; --dist DIR for a patched build)
 node bench/primitives.mjs     # what a Duplex, a WeakRef, a FinalizationRegistry entry, a p-limit call cost here
 \`\`\`
