@@ -2,9 +2,8 @@
 // one process under `ulimit -n 256` (connectionLimit() = 200). Each scenario
 // runs in helpers/threads-child.mjs; the echo server is a process of its own,
 // so the child's /proc/self/fd holds only client sockets.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { runScript } from './helpers/child.js';
+import { startEchoServer, type EchoServer } from './helpers/echo.js';
 import { reportFigure } from './helpers/figures.js';
 
 interface Stats {
@@ -38,29 +37,21 @@ interface LoadReport {
 const ULIMIT = 256;
 const LIMIT = 200;
 
-let server: ChildProcess;
-let port: string;
+let server: EchoServer;
 /** The three workloads run side by side, started in beforeAll. */
 let loads: Promise<[LoadReport, LoadReport, LoadReport]>;
 beforeAll(async () => {
-  server = spawn(process.execPath, [fileURLToPath(new URL('./helpers/echo-server.mjs', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
-  port = await new Promise<string>((resolve, reject) => {
-    server.once('error', reject);
-    server.stdout!.once('data', (data: Buffer) => resolve(String(data).trim()));
-  });
+  server = await startEchoServer();
   loads = Promise.all([scenario<LoadReport>('load', 'shared'), scenario<LoadReport>('load', 'per-thread'), scenario<LoadReport>('load', 'raw')]);
   loads.catch(() => {});
 });
 afterAll(async () => {
   await loads?.catch(() => {});
-  await new Promise<void>((resolve) => {
-    server.once('exit', () => resolve());
-    server.kill();
-  });
+  await server?.stop();
 });
 
 function scenario<T>(name: string, mode?: string): Promise<T> {
-  return runScript<T>('threads-child.mjs', mode === undefined ? [name, port] : [name, port, mode], { ulimit: ULIMIT });
+  return runScript<T>('threads-child.mjs', mode === undefined ? [name, server.port] : [name, server.port, mode], { ulimit: ULIMIT });
 }
 
 const atRest = { inUse: 0, releasing: 0, waiting: 0 };

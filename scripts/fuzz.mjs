@@ -2,8 +2,9 @@
 //
 //   npm run fuzz -- --runs 100000 [--seed N] [--no-build] [more jest options]
 //
-// The model (__tests__/model.test.ts), the scheduler interleavings (__tests__/schedule.test.ts)
-// and the seeded socket workload (__tests__/workload.test.ts) read the budget from FUZZ_RUNS and
+// The models (__tests__/model.test.ts, __tests__/budget.test.ts), the scheduler interleavings
+// (__tests__/schedule.test.ts) and the seeded socket workloads (__tests__/workload.test.ts, one thread;
+// __tests__/threads-workload.test.ts, worker threads) read the budget from FUZZ_RUNS and
 // the seed from FUZZ_SEED; without them they run their small CI budget. dist/ is rebuilt first
 // (the workload's child processes import dist/index.js) unless --no-build is given. A failing
 // property prints its seed and shrunk counterexample; rerun with that --seed to replay it.
@@ -13,7 +14,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const files = ['__tests__/model.test.ts', '__tests__/schedule.test.ts', '__tests__/workload.test.ts'];
+const files = [
+  '__tests__/model.test.ts',
+  '__tests__/schedule.test.ts',
+  '__tests__/budget.test.ts',
+  '__tests__/workload.test.ts',
+  '__tests__/threads-workload.test.ts',
+];
 const usage = 'usage: npm run fuzz -- --runs N [--seed S] [--no-build] [jest options]';
 
 let runs = '1000';

@@ -163,6 +163,69 @@ async function load(mode) {
   return outcome;
 }
 
+function mulberry32(state) {
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * One thread's share of a seeded random workload on the global pool: `tasks`
+ * callers, each making `rounds` gets to one of `servers` servers with a
+ * random signal (none, pre-aborted, a short timeout, or aborted at a random
+ * moment), holding the connection across random waits, with or without an
+ * exchange, and letting go by put(), close() or destroy().
+ * @returns what happened: gets served, waits given up, anything else (unlawful).
+ */
+async function randomLoad(seed, { tasks, rounds, servers }) {
+  const random = mulberry32(seed);
+  const pick = (list) => list[Math.floor(random() * list.length)];
+  const outcome = { served: 0, gaveUp: 0, unlawful: {} };
+  await Promise.all(
+    Array.from({ length: tasks }, async () => {
+      for (let round = 0; round < rounds; round++) {
+        const to = address(5, 1 + Math.floor(random() * servers));
+        const kind = pick(['none', 'none', 'aborted', 'timeout', 'later']);
+        let signal;
+        if (kind === 'aborted') signal = AbortSignal.abort();
+        else if (kind === 'timeout') signal = AbortSignal.timeout(1 + Math.floor(random() * 30));
+        else if (kind === 'later') {
+          const controller = new AbortController();
+          setTimeout(() => controller.abort(), Math.floor(random() * 20));
+          signal = controller.signal;
+        }
+        const hold = Math.floor(random() * 4);
+        const talk = random() < 0.5;
+        const end = pick(['put', 'put', 'put', 'close', 'destroy']);
+        let conn;
+        try {
+          conn = await New('tcp', to).get(signal);
+        } catch (error) {
+          // Aborted while waiting for a slot, or (the signal's reason itself) while dialing.
+          if (kind !== 'none' && (error?.code === 'ERR_RESOURCE_LIMIT_EXCEEDED' || error === signal.reason)) outcome.gaveUp++;
+          else outcome.unlawful[error?.code ?? error?.message] = (outcome.unlawful[error?.code ?? error?.message] ?? 0) + 1;
+          continue;
+        }
+        outcome.served++;
+        try {
+          if (talk) await exchange(conn);
+          if (hold > 0) await sleep(hold);
+          if (end === 'close') await conn.close();
+          else if (end === 'destroy') conn.destroy();
+          else conn.put();
+        } catch (error) {
+          outcome.unlawful[error?.code ?? error?.message] = (outcome.unlawful[error?.code ?? error?.message] ?? 0) + 1;
+          await conn.close();
+        }
+      }
+    }),
+  );
+  return outcome;
+}
+
 const workers = {
   /** A share of the load; then its stats() on request, and exit on request. */
   async load() {
@@ -170,6 +233,19 @@ const workers = {
     parentPort.postMessage({ type: 'ready' });
     await message('go');
     const outcome = await load(workerData.mode);
+    parentPort.postMessage({ type: 'done', outcome });
+    await message('stats');
+    parentPort.postMessage({ type: 'stats', stats: getResourcePool().stats() });
+    await message('exit');
+    parentPort.close();
+  },
+
+  /** Its share of the random workload; then its stats() on request, and exit on request. */
+  async random() {
+    await rawExchange(address(1, 1));
+    parentPort.postMessage({ type: 'ready' });
+    await message('go');
+    const outcome = await randomLoad(workerData.seed, workerData.shape);
     parentPort.postMessage({ type: 'done', outcome });
     await message('stats');
     parentPort.postMessage({ type: 'stats', stats: getResourcePool().stats() });
@@ -262,6 +338,51 @@ const scenarios = {
     return report;
   },
 
+  /**
+   * A seeded random workload: the main thread and 1-4 workers, each of a
+   * random shape; some seeds terminate one worker mid-run. Sockets sampled
+   * throughout; at rest, every surviving thread's stats() compared and
+   * checked against the sockets really open.
+   */
+  async random(seedText) {
+    const seed = Number(seedText);
+    const random = mulberry32(seed);
+    const shape = () => ({ tasks: 10 + Math.floor(random() * 140), rounds: 1 + Math.floor(random() * 6), servers: 1 + Math.floor(random() * 30) });
+    const count = 1 + Math.floor(random() * 4);
+    const doomed = random() < 0.3 ? Math.floor(random() * count) : -1;
+    const killAfter = Math.floor(random() * 50);
+    const started = Array.from({ length: count }, (_, i) => start('random', { seed: seed * 16 + i + 1, shape: shape() }));
+    await Promise.all([rawExchange(address(1, 1)), ...started.map((worker) => message('ready', worker))]);
+    const baseline = sockets();
+    const stopSampling = sampler();
+    for (const worker of started) worker.postMessage({ type: 'go' });
+    if (doomed >= 0) setTimeout(() => void started[doomed].terminate(), killAfter);
+    const outcomes = await Promise.all([
+      randomLoad(seed * 16, shape()),
+      ...started.map((worker, i) =>
+        Promise.race([message('done', worker).then((done) => done.outcome), worker.exited.then(() => (i === doomed ? 'terminated' : 'died'))]),
+      ),
+    ]);
+    const peak = stopSampling();
+    const report = { seed, threads: count + 1, doomed, outcomes, peak: peak - baseline, max: getResourcePool().max };
+    const alive = started.filter((_, i) => i !== doomed && typeof outcomes[i + 1] === 'object');
+    if (doomed >= 0) await started[doomed].exited;
+    report.main = getResourcePool().stats();
+    report.workers = [];
+    for (const worker of alive) {
+      worker.postMessage({ type: 'stats' });
+      report.workers.push(await Promise.race([message('stats', worker).then((reply) => reply.stats), worker.exited]));
+    }
+    report.openAtRest = sockets() - baseline;
+    for (const worker of alive) worker.postMessage({ type: 'exit' });
+    await Promise.all(started.map((worker) => worker.exited));
+    report.afterExit = getResourcePool().stats();
+    await getResourcePool().close();
+    report.afterClose = getResourcePool().stats();
+    report.leftOpen = sockets() - baseline;
+    return report;
+  },
+
   /** A worker fills the budget with idle connections; the main thread needs room. */
   async evict() {
     const baseline = sockets();
@@ -342,9 +463,11 @@ const scenarios = {
     quitter.postMessage({ type: 'abort' });
     report.quitter = (await message('failed', quitter)).code;
     report.waiting.push(await until(() => pool.stats().waiting === 3));
+    // One slot at a time, each once the previous waiter has its connection: the order is then
+    // the order of admission, not of dials finishing.
     for (let freed = 1; freed <= 3; freed++) {
       await held.pop().close();
-      await until(() => pool.stats().waiting === 3 - freed);
+      await until(() => Atomics.load(orderOf, 0) === freed);
     }
     await mine;
     await Promise.all([message('got', first), message('got', second)].map((got) => Promise.race([got, sleep(5_000)])));
