@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const EXAMPLES = ['echo-client', 'tls-custom-ca', 'shared-budget', 'demo'];
+const EXAMPLES = ['echo-client', 'tls-custom-ca', 'shared-budget', 'worker-threads', 'demo'];
 const failed: string[] = [];
 
 for (const name of EXAMPLES) {

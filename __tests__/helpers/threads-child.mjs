@@ -5,24 +5,12 @@
 //
 // argv: scenario, port[, mode]. Prints one JSON line with what it saw.
 // Run under `ulimit -n 256`: connectionLimit() is then 200.
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { connectionLimit, getResourcePool, New, ResourcePool } from '../../dist/index.js';
-
-/** Socket descriptors open in the process, every thread's (they share one table); exact while none opens or closes. */
-function sockets() {
-  let n = 0;
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')) n++;
-    } catch {
-      // The directory read's own descriptor, closed by now.
-    }
-  }
-  return n;
-}
+import { mulberry32, openSocketFds as sockets } from './child-tools.mjs';
 
 /**
  * Samples the socket descriptors open while other threads open and close
@@ -161,15 +149,6 @@ async function load(mode) {
   );
   if (mode === "per-thread") await pool.close();
   return outcome;
-}
-
-function mulberry32(state) {
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

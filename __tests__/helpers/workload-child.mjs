@@ -37,6 +37,7 @@ import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { New, netDialer, ResourcePool } from '../../dist/index.js';
+import { mulberry32, openSocketFds } from './child-tools.mjs';
 
 const seed = Number(process.argv[2]);
 if (!Number.isSafeInteger(seed)) throw new Error(`usage: workload-child.mjs <integer seed>, received ${process.argv[2]}`);
@@ -48,15 +49,6 @@ const CLOSE_DEADLINE_MS = 5_000;
 const HARD_DEADLINE_MS = 50_000;
 
 // ---------------------------------------------------------------- randomness
-
-function mulberry32(state) {
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function hash(...parts) {
   let h = 2166136261;
@@ -178,18 +170,6 @@ process.on('unhandledRejection', (reason) => uncaught.push(`unhandled rejection:
 process.on('warning', (warning) => warnings.push({ name: warning.name, code: warning.code, message: warning.message }));
 
 const collect = typeof globalThis.gc === 'function' ? globalThis.gc : (v8.setFlagsFromString('--expose-gc'), vm.runInNewContext('gc'));
-
-function openSocketFds() {
-  let n = 0;
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')) n++;
-    } catch {
-      // closed while we looked
-    }
-  }
-  return n;
-}
 
 const sleep = (ms) => new Promise((resolve) => (ms > 0 ? setTimeout(resolve, ms) : setImmediate(resolve)));
 const show = (value) => {

@@ -28,20 +28,12 @@
 // are reset, closed, or sent a junk line at once.
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { mulberry32 } from './child-tools.mjs';
 
 const [seedText, countText, rateText] = process.argv.slice(2);
 const seed = Number(seedText);
 const count = Number(countText);
 const rate = Number(rateText) / 1000;
-
-function mulberry32(state) {
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let junkSerial = 0;
 
