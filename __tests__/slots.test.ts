@@ -151,3 +151,31 @@ test('one long-lived signal shared by many waiters carries one listener, and non
   await drainPool(pool);
 });
 
+
+test("a waiter whose allocate() aborts its own signal is seated, and the waiter behind it is served later: the queue lets go of a waiter before running the caller's code", async () => {
+  const pool = new ResourcePool({ max: 1 });
+  const own = new AbortController();
+  const holder = pool.create({ async allocate() {}, async release() {} });
+  const aborter = pool.create({
+    allocate() {
+      own.abort(new Error('aborted from inside allocate()'));
+      return Promise.resolve();
+    },
+    async release() {},
+  });
+  const next = pool.create({ async allocate() {}, async release() {} });
+  await holder.get();
+  const first = aborter.get(own.signal).then(
+    () => 'seated',
+    (error: { code?: string }) => error.code,
+  );
+  const second = next.get().then(() => 'seated');
+  await holder.release();
+  expect(await first).toBe('seated');
+  expect(pool.stats()).toMatchObject({ inUse: 1, waiting: 1, waitsGivenUp: 0 });
+  await aborter.release();
+  expect(await second).toBe('seated');
+  expect(pool.stats()).toMatchObject({ inUse: 1, waiting: 0 });
+  await next.release();
+  await pool.close();
+});

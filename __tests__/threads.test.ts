@@ -117,3 +117,10 @@ test('waiters of three threads are served oldest first; one whose signal aborts 
   expect(report.order).toEqual({ first: 1, main: 2, second: 3, quitter: 0 });
   expect(report.afterExit).toMatchObject({ ...atRest, waitsGivenUp: 1 });
 });
+
+test('a worker that ends with process.exit() while it waits leaves the line, even when no thread can give back its slots (its parent never loaded connpool)', async () => {
+  const report = await scenario<{ afterExit: Stats; got: boolean | string; after: Stats }>('orphan');
+  expect(report.afterExit).toMatchObject({ inUse: LIMIT, waiting: 0 });
+  expect(report.got).toBe(true);
+  expect(report.after).toMatchObject({ waiting: 0 });
+});

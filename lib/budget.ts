@@ -1,4 +1,4 @@
-import { getEnvironmentData, setEnvironmentData, threadId } from 'node:worker_threads';
+import { getEnvironmentData, isMainThread, setEnvironmentData, threadId } from 'node:worker_threads';
 import { connectionLimit } from './limits.js';
 
 /** Indexes into {@link Budget.count}: one pool's own resources, in each state. @internal */
@@ -93,10 +93,10 @@ export interface PoolStats {
 export interface BudgetOwner {
   /**
    * Another thread needs room: close the least recently used idle resource,
-   * if any. Resolves once it is closed and uncounted (the budget then frees
-   * its slot); `undefined` when nothing is idle.
+   * if any, and call {@link Budget.answered} once it is closed. Returns
+   * whether one is closing.
    */
-  evictForOther(): Promise<void> | undefined;
+  evictForOther(): boolean;
   /** Room may have appeared in another thread (or a thread ended): let the oldest waiter try again. */
   roomElsewhere(): void;
 }
@@ -137,8 +137,21 @@ export class Budget {
     return count[IN_USE]! + count[RELEASING]! < this.max;
   }
 
-  /** The pool gave up a slot (a resource closed, or a fresh slot never filled); already uncounted. */
-  freed(): void {}
+  /**
+   * A resource counted in `state` is gone: closed ({@link RELEASING}), or a
+   * fresh slot never filled ({@link IN_USE}). Uncounts it and frees its slot.
+   */
+  freed(state: number): void {
+    this.count[state]!--;
+  }
+
+  /** An eviction another thread asked for completed: uncounts the resource and frees its slot for that thread. */
+  answered(): void {
+    this.count[RELEASING]!--;
+  }
+
+  /** The pool is closing a resource in use (its caller closed it, or {@link owes} said so). */
+  closingInUse(): void {}
 
   /** The pool made a resource idle, which another thread's waiter could evict. */
   madeIdle(): void {}
@@ -212,6 +225,7 @@ const COUNT = 2;
 const WAITERS = 5;
 const HEAD = 6;
 const BELL = 7;
+/** Evictions asked of this party and not yet done (being done, or not begun). */
 const ASKS = 8;
 const ENTRY = 16;
 
@@ -270,6 +284,8 @@ export class Memory {
       const base = HEADER + index * ENTRY;
       if (Atomics.compareExchange(words, base + OWNER, 0, threadId + 1) !== 0) continue;
       Atomics.store(words, base + PARENT, parent);
+      // An ask that reached this entry after its last party was given back: nobody will answer it.
+      Atomics.sub(words, EVICTING, Atomics.exchange(words, base + ASKS, 0));
       for (let high = Atomics.load(words, HIGH); high <= index; ) {
         const seen = Atomics.compareExchange(words, HIGH, high, index + 1);
         if (seen === high) break;
@@ -318,8 +334,9 @@ export class Memory {
     for (let base = HEADER; base < high; base += ENTRY) {
       const owner = Atomics.load(words, base + OWNER);
       if (!gone.has(owner) || Atomics.compareExchange(words, base + OWNER, owner, RECLAIMING) !== owner) continue;
-      Atomics.sub(words, OPEN, words[base + COUNT + IN_USE]! + words[base + COUNT + IDLE]! + words[base + COUNT + RELEASING]!);
-      Atomics.sub(words, WAITING, words[base + WAITERS]!);
+      // Each word is taken (exchanged for 0) as it is given back, so a reclaim cut short gives back no word twice.
+      for (let state = IN_USE; state <= RELEASING; state++) Atomics.sub(words, OPEN, Atomics.exchange(words, base + COUNT + state, 0));
+      Atomics.sub(words, WAITING, Atomics.exchange(words, base + WAITERS, 0));
       Atomics.sub(words, EVICTING, Atomics.exchange(words, base + ASKS, 0));
       const counters = this.counters(base);
       for (let i = 0; i < COUNTERS; i++) this.#retire(i, counters[i]!);
@@ -355,11 +372,13 @@ export class Memory {
  *   listens with `Atomics.waitAsync`, which never blocks its event loop and
  *   never keeps an idle thread alive. A thread with waiters keeps itself
  *   alive (a ref'd timer), as a socket it waited on would.
- * - Idle resources stay in their thread. When the oldest waiter finds the
- *   process full and its own thread holds nothing idle, it asks the thread
- *   holding the most idle resources to close its least recently used one;
- *   that slot frees once the close completes (S4). Asks in flight never
- *   outnumber the waiters.
+ * - Idle resources stay in their thread, and serve its own waiters first.
+ *   When the oldest waiter finds the process full and its own thread holds
+ *   nothing idle, it asks the thread holding the most idle resources to
+ *   close its least recently used one; that slot frees once the close
+ *   completes (S4). An ask is only sent while asks in flight are fewer than
+ *   the waiters. A thread asked for room it no longer has owes it: it closes
+ *   the next resource it is given back instead of keeping it.
  * - The thread that started a worker gives back its slots when it sees the
  *   worker's `'exit'` (with those of the workers it started in turn).
  * @internal
@@ -378,10 +397,13 @@ export class SharedBudget extends Budget {
    * keeping, while others wait, so that a busy thread cannot starve them.
    */
   #owed = 0;
+  /** Of this party's ASKS, those whose eviction is under way. */
+  #answering = 0;
   /**
-   * While this thread has waiters: keeps it alive (their room may come from
-   * another thread, as a socket they waited on would), and looks for room
-   * every {@link LOOK_AGAIN_MS}, in case a bell was missed (see `#wakeOthers`).
+   * While this thread has waiters and another thread shares the budget:
+   * keeps it alive (their room may come from another thread, as a socket they
+   * waited on would), and looks for room every {@link LOOK_AGAIN_MS}, in case
+   * a bell was missed (see `#wakeOthers`).
    */
   #keepAlive: NodeJS.Timeout | undefined = undefined;
 
@@ -396,6 +418,9 @@ export class SharedBudget extends Budget {
     this.#memory = memory;
     this.#words = memory.words;
     this.#base = base;
+    // A worker that ends by process.exit() or runs out of work leaves the line at once: its
+    // parent gives back its slots only once it has seen it exit (terminate() skips this).
+    if (!isMainThread) process.once('exit', this.#leave);
   }
 
   override attach(owner: BudgetOwner): void {
@@ -427,14 +452,28 @@ export class SharedBudget extends Budget {
     return this.count[IDLE]! > 0 || (this.#isOldest() && Atomics.load(this.#words, OPEN) < this.max);
   }
 
-  override freed(): void {
+  override freed(state: number): void {
+    this.count[state]!--;
     Atomics.sub(this.#words, OPEN, 1);
-    if (this.#owed > 0) this.#owed--;
     this.#wakeOthers();
   }
 
+  override answered(): void {
+    this.count[RELEASING]!--;
+    Atomics.sub(this.#words, ASKS + this.#base, 1);
+    this.#answering--;
+    Atomics.sub(this.#words, EVICTING, 1);
+    Atomics.sub(this.#words, OPEN, 1);
+    this.#memory.ringWaiting(-1);
+  }
+
+  override closingInUse(): void {
+    if (this.#owed > 0) this.#owed--;
+  }
+
   override madeIdle(): void {
-    this.#wakeOthers();
+    if (this.#words[WAITING]! > this.#waiters) this.#memory.ringWaiting(this.#base);
+    else this.#owed = 0;
   }
 
   override ticket(): number {
@@ -450,7 +489,7 @@ export class SharedBudget extends Budget {
     Atomics.store(words, base + WAITERS, size);
     Atomics.add(words, WAITING, size - before);
     this.#waiters = size;
-    if (size > 0) this.#keepAlive ??= setInterval(this.#lookAgain, LOOK_AGAIN_MS);
+    if (size > 0) this.#keepAliveIfShared();
     else {
       clearInterval(this.#keepAlive);
       this.#keepAlive = undefined;
@@ -466,17 +505,14 @@ export class SharedBudget extends Budget {
     if (evicting >= Atomics.load(words, WAITING)) return;
     const victim = this.#mostIdle();
     if (victim === undefined) return;
-    if (Atomics.compareExchange(words, EVICTING, evicting, evicting + 1) !== evicting) return;
+    const owner = Atomics.load(words, victim + OWNER);
+    if (owner <= 0 || Atomics.compareExchange(words, EVICTING, evicting, evicting + 1) !== evicting) return;
     Atomics.add(words, victim + ASKS, 1);
-    this.#memory.ring(victim);
+    // The victim's thread ended meanwhile and its entry was given back: take the ask back (or the
+    // entry's next party cancels it as it joins; whoever exchanges it first).
+    if (Atomics.load(words, victim + OWNER) !== owner) Atomics.sub(words, EVICTING, Atomics.exchange(words, victim + ASKS, 0));
+    else this.#memory.ring(victim);
   }
-
-  /** An eviction another thread asked for completed: its slot is free, for the oldest waiter of the process. */
-  readonly #answered = (): void => {
-    Atomics.sub(this.#words, EVICTING, 1);
-    Atomics.sub(this.#words, OPEN, 1);
-    this.#memory.ringWaiting(-1);
-  };
 
   /**
    * Rings the other threads' waiters, if any waits. The count is read
@@ -487,6 +523,14 @@ export class SharedBudget extends Budget {
   #wakeOthers(): void {
     if (this.#words[WAITING]! > this.#waiters) this.#memory.ringWaiting(this.#base);
   }
+
+  /** This thread ends: its waiters leave the line, so that they hold up no other thread's. */
+  readonly #leave = (): void => {
+    const words = this.#words;
+    Atomics.store(words, this.#base + HEAD, 0);
+    Atomics.sub(words, WAITING, Atomics.exchange(words, this.#base + WAITERS, 0));
+    this.#memory.ringWaiting(this.#base);
+  };
 
   override stats(): PoolStats {
     const memory = this.#memory;
@@ -538,24 +582,52 @@ export class SharedBudget extends Budget {
 
   readonly #lookAgain = (): void => this.#owner?.roomElsewhere();
 
+  /**
+   * Keeps this thread alive while it has waiters, once another thread draws
+   * on the budget too (room may then come from there). Alone, a thread's
+   * waiters wait on its own resources, as a private pool's do.
+   */
+  #keepAliveIfShared(): void {
+    if (this.#keepAlive !== undefined) return;
+    const words = this.#words;
+    const high = this.#memory.high;
+    for (let base = HEADER; base < high; base += ENTRY) {
+      if (base !== this.#base && Atomics.load(words, base + OWNER) !== 0) {
+        this.#keepAlive = setInterval(this.#lookAgain, LOOK_AGAIN_MS);
+        return;
+      }
+    }
+  }
+
   /** Answers this party's bell: evictions asked of it, then room for its waiters; and listens again. */
   readonly #listen = (): void => {
     const words = this.#words;
     const bell = this.#base + BELL;
     for (;;) {
       const seen = Atomics.load(words, bell);
-      for (let asks = Atomics.exchange(words, this.#base + ASKS, 0); asks > 0; asks--) {
-        const closing = this.#owner!.evictForOther();
-        if (closing !== undefined) void closing.then(this.#answered);
+      while (Atomics.load(words, this.#base + ASKS) > this.#answering) {
+        if (this.#owner!.evictForOther()) this.#answering++;
         else {
-          // Nothing idle here any more (this thread's waiters took it): the asker looks
-          // again, elsewhere too, and this thread owes it the next slot it frees.
-          Atomics.sub(words, EVICTING, 1);
-          this.#owed = Math.min(this.#owed + 1, this.count[IN_USE]!);
+          // Nothing idle here any more (this thread's waiters took it): the askers look
+          // again, elsewhere too, and this thread owes them the next slots it frees.
+          for (let asks = Atomics.load(words, this.#base + ASKS); asks > this.#answering; ) {
+            const seenAsks = Atomics.compareExchange(words, this.#base + ASKS, asks, asks - 1);
+            if (seenAsks !== asks) {
+              asks = seenAsks;
+              continue;
+            }
+            Atomics.sub(words, EVICTING, 1);
+            this.#owed = Math.min(this.#owed + 1, this.count[IN_USE]!);
+            asks--;
+          }
           this.#memory.ringWaiting(-1);
+          break;
         }
       }
-      if (words[this.#base + WAITERS]! > 0) this.#owner!.roomElsewhere();
+      if (this.#waiters > 0) {
+        this.#keepAliveIfShared();
+        this.#owner!.roomElsewhere();
+      }
       const wait = Atomics.waitAsync(words, bell, seen);
       if (wait.async) {
         void wait.value.then(this.#listen);

@@ -52,7 +52,9 @@ export type { PoolStats } from './budget.js';
  * come, first served) only while every slot is in use or closing; idle
  * resources hold no slot, and the least recently used one is closed to make
  * room when a new one must be opened. Most programs use the one process-wide
- * pool from {@link getResourcePool}.
+ * pool from {@link getResourcePool}, whose budget every worker thread shares:
+ * there a caller also queues behind other threads' waiters, and an idle
+ * resource of another thread is closed by that thread.
  *
  * @example
  * ```ts
@@ -81,7 +83,7 @@ export class ResourcePool {
   /** Idle seats, least recently used first. */
   #lruFirst: Seat | undefined = undefined;
   #lruLast: Seat | undefined = undefined;
-  readonly #queue: SlotQueue<Claimant<unknown>, unknown>;
+  readonly #queue: SlotQueue<Claimant<unknown>, Room, unknown>;
   readonly #idleTimeout: number;
   readonly #maxLifetime: number;
   readonly #maxWaiting: number;
@@ -115,9 +117,10 @@ export class ResourcePool {
     this.#budget = budget ?? new Budget(max);
     this.#count = this.#budget.count;
     this.counters = this.#budget.counters;
-    this.#queue = new SlotQueue<Claimant<unknown>, unknown>(
+    this.#queue = new SlotQueue<Claimant<unknown>, Room, unknown>(
       () => this.#budget.hasRoom(),
-      (claimant) => this.#seat(claimant),
+      (claimant) => this.#takeRoom(claimant),
+      (claimant, room) => this.#fill(claimant, room),
       () => void this.counters.waitsGivenUp++,
       this.#budget,
     );
@@ -169,8 +172,8 @@ export class ResourcePool {
   acquire<T>(signal: AbortSignal | undefined, claimant: Claimant<T>): T | Promise<T> {
     if (this.#closing !== undefined) return turnAway(claimant, new PoolClosedError());
     if (this.#queue.size === 0) {
-      const seated = this.#seat(claimant);
-      if (seated !== NO_ROOM) return seated;
+      const room = this.#takeRoom(claimant);
+      if (room !== NO_ROOM) return this.#fill(claimant, room);
     }
     if (this.#queue.size >= this.#maxWaiting) return turnAway(claimant, new QueueFullError());
     if (channels.wait.hasSubscribers) channels.wait.publish({ pool: this });
@@ -208,15 +211,17 @@ export class ResourcePool {
   /** Closes the resource in a seat, in use or idle; the slot frees once it is closed. @internal */
   dispose(seat: Seat): Promise<void> {
     if (seat.isIdle) this.#unlinkIdle(seat);
-    else this.#count[IN_USE]!--;
+    else {
+      this.#count[IN_USE]!--;
+      this.#budget.closingInUse();
+    }
     this.#count[RELEASING]!++;
     return seat.shut().then(this.#released);
   }
 
   /** Gives back a fresh seat that was never filled (a failed dial). @internal */
   vacate(): void {
-    this.#count[IN_USE]!--;
-    this.#budget.freed();
+    this.#budget.freed(IN_USE);
     this.#queue.notify();
     this.#settleClose();
   }
@@ -259,8 +264,7 @@ export class ResourcePool {
   }
 
   readonly #released = (): void => {
-    this.#count[RELEASING]!--;
-    this.#budget.freed();
+    this.#budget.freed(RELEASING);
     this.#queue.notify();
     this.#settleClose();
   };
@@ -297,20 +301,27 @@ export class ResourcePool {
   }
 
   /**
-   * Gives `claimant` the room the pool has now: its own idle seat, a free
-   * one, or one an eviction of this pool's frees; `NO_ROOM` if none.
+   * Takes the room the pool has now for `claimant`: its own idle seat, a
+   * fresh slot (`null`), or the slot of an idle seat of this pool to evict
+   * (`EVICT`); `NO_ROOM` if none. Runs none of the caller's code:
+   * {@link #fill} does, once the claimant has left the queue.
    */
-  #seat<T>(claimant: Claimant<T>): T | Promise<T> | typeof NO_ROOM {
+  #takeRoom(claimant: Claimant<unknown>): Room | typeof NO_ROOM {
     const reused = claimant.reuse();
     if (reused !== undefined) {
       this.#unlinkIdle(reused);
       this.#count[IN_USE]!++;
       this.counters.reuses++;
-      return claimant.seated(reused);
+      return reused;
     }
-    if (this.#budget.takeFresh()) return claimant.seated(null);
-    if (this.#lruFirst !== undefined) return this.#evictFor(claimant);
+    if (this.#budget.takeFresh()) return null;
+    if (this.#lruFirst !== undefined) return EVICT;
     return NO_ROOM;
+  }
+
+  /** Gives `claimant` the room taken for it. */
+  #fill<T>(claimant: Claimant<T>, room: Room): T | Promise<T> {
+    return room === EVICT ? this.#evictFor(claimant) : claimant.seated(room);
   }
 
   /**
@@ -361,14 +372,15 @@ export class ResourcePool {
     this.#count[IN_USE]!++;
   };
 
-  /** Another thread's oldest waiter needs room: its slot is freed by the budget once the close completes. */
-  #evictForOther(): Promise<void> | undefined {
-    if (this.#lruFirst === undefined) return undefined;
-    return this.#evictLeastRecentlyUsed().then(this.#evictedForOther);
+  /** Another thread's oldest waiter needs room: the slot goes to it once the close completes. */
+  #evictForOther(): boolean {
+    if (this.#lruFirst === undefined) return false;
+    void this.#evictLeastRecentlyUsed().then(this.#evictedForOther);
+    return true;
   }
 
   readonly #evictedForOther = (): void => {
-    this.#count[RELEASING]!--;
+    this.#budget.answered();
     this.#settleClose();
   };
 
@@ -395,6 +407,10 @@ export class ResourcePool {
 }
 
 const noop = (): void => {};
+
+/** The room {@link ResourcePool} takes for a claimant: its own idle seat, a fresh slot (`null`), or an idle seat to evict. */
+type Room = Seat | null | typeof EVICT;
+const EVICT: unique symbol = Symbol('evict');
 
 function turnAway(claimant: Claimant<unknown>, error: Error): Promise<never> {
   claimant.abandoned();

@@ -18,7 +18,7 @@ class Waiter<C, T> {
 
 const unset = (): void => {};
 
-/** What {@link SlotQueue}'s admit returns when the room it was told of is gone (taken by another thread). */
+/** What {@link SlotQueue}'s `take` returns when the room it was told of is gone (taken by another thread). */
 export const NO_ROOM: unique symbol = Symbol('no room');
 
 /** Orders waiters across queues (threads): the budget a queue's pool draws on. */
@@ -59,10 +59,11 @@ function capture(resolve: (claim: never) => void, reject: (reason: unknown) => v
  * One p-limit task per burst of waiting rather than one per waiter: a
  * p-limit task costs about as much as a whole contended get() should.
  */
-export class SlotQueue<C extends { abandoned(): void }, T> {
+export class SlotQueue<C extends { abandoned(): void }, R, T> {
   readonly #gate = pLimit(1);
   readonly #hasRoom: () => boolean;
-  readonly #admit: (claimant: C) => T | PromiseLike<T> | typeof NO_ROOM;
+  readonly #take: (claimant: C) => R | typeof NO_ROOM;
+  readonly #seat: (claimant: C, room: R) => T | PromiseLike<T>;
   readonly #onGiveUp: () => void;
   readonly #turns: Turns;
   #first: Waiter<C, T> | undefined = undefined;
@@ -74,20 +75,23 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
 
   /**
    * @param hasRoom whether the pool can take one more caller now.
-   * @param admit takes the room for a claimant, synchronously; its result settles the wait,
-   *   unless it is `NO_ROOM` (the room went to another thread first): then the claimant waits on.
-   *   A claimant turned away (aborted, or all rejected) is told with `abandoned()`.
+   * @param take takes the room for a claimant, synchronously, running none of the caller's
+   *   code; `NO_ROOM` if it is gone (taken by another thread first): the claimant then waits on.
+   * @param seat gives the claimant the room taken, once it has left the queue; its result
+   *   settles the wait. A claimant turned away (aborted, or all rejected) is told with `abandoned()`.
    * @param onGiveUp hears of each waiter whose signal aborted while it waited.
    * @param turns orders waiters with those of other queues drawing on the same budget.
    */
   constructor(
     hasRoom: () => boolean,
-    admit: (claimant: C) => T | PromiseLike<T> | typeof NO_ROOM,
+    take: (claimant: C) => R | typeof NO_ROOM,
+    seat: (claimant: C, room: R) => T | PromiseLike<T>,
     onGiveUp: () => void = () => {},
     turns: Turns = alone,
   ) {
     this.#hasRoom = hasRoom;
-    this.#admit = admit;
+    this.#take = take;
+    this.#seat = seat;
     this.#onGiveUp = onGiveUp;
     this.#turns = turns;
   }
@@ -152,10 +156,11 @@ export class SlotQueue<C extends { abandoned(): void }, T> {
         continue;
       }
       const waiter = this.#first;
-      const claim = this.#admit(waiter.claimant);
-      if (claim === NO_ROOM) continue;
+      const room = this.#take(waiter.claimant);
+      if (room === NO_ROOM) continue;
+      // Out of the queue before the caller's code runs (allocate(), an abort of its own signal, close()).
       this.#unlink(waiter);
-      waiter.resolve(claim);
+      waiter.resolve(this.#seat(waiter.claimant, room));
     }
     this.#isServing = false;
   };

@@ -256,6 +256,16 @@ const workers = {
     parentPort.postMessage({ type: 'holding', stats });
   },
 
+  /** Waits for a slot, and ends its thread with process.exit() while it waits. */
+  async quitter() {
+    New('tcp', address(6, 1))
+      .get()
+      .catch(() => {});
+    parentPort.postMessage({ type: 'asked' });
+    await sleep(20);
+    process.exit(0);
+  },
+
   /** Waits for a slot; reports the order in which it got one (or how its wait ended). */
   async waiter() {
     const controller = new AbortController();
@@ -412,6 +422,34 @@ const scenarios = {
     await parent.terminate();
     report.afterParentTerminate = pool.stats();
     report.leftOpen = sockets() - baseline;
+    return report;
+  },
+
+  /**
+   * A worker that waits for a slot and ends with process.exit(), started by a
+   * worker that never loads connpool (so no thread gives back its slots):
+   * it still leaves the line, and holds up no other thread's get().
+   */
+  async orphan() {
+    const pool = getResourcePool();
+    const held = await hold(pool.max, address(6, 2));
+    const bare = new Worker(new URL('./threads-bare.mjs', import.meta.url), { workerData: { role: 'quitter', port: port() } });
+    const report = {};
+    await message('asked', bare);
+    await message('nested exited', bare);
+    report.afterExit = pool.stats();
+    await held.pop().close();
+    try {
+      const conn = await New('tcp', address(6, 3)).get(AbortSignal.timeout(5_000));
+      report.got = true;
+      conn.put();
+    } catch (error) {
+      report.got = error?.code ?? String(error);
+    }
+    report.after = pool.stats();
+    await bare.terminate();
+    for (const conn of held) conn.put();
+    await pool.close();
     return report;
   },
 
