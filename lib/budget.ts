@@ -229,8 +229,6 @@ const BELL = 7;
 const ASKS = 8;
 const ENTRY = 16;
 
-/** OWNER of an entry being given back. */
-const RECLAIMING = -1;
 const LAYOUT_MARK = 0x63706f6f; // 'cpoo'
 const WORDS = HEADER + CAPACITY * ENTRY;
 const BYTES = WORDS * 4 + CAPACITY * 8 * 8;
@@ -315,6 +313,11 @@ export class Memory {
    * Gives back every slot of the parties of thread `thread` and of the
    * threads it started (they end with it): their descriptors are closed by
    * the time its `'exit'` is seen.
+   *
+   * An entry being given back has OWNER = -(its owner) and PARENT = the
+   * thread giving it back. Each word is taken (exchanged for 0) as it is
+   * given back, so if that thread is itself stopped halfway, the reclaim of
+   * that thread finishes the entry and gives back no word twice.
    */
   reclaim(thread: number): void {
     const words = this.words;
@@ -323,8 +326,8 @@ export class Memory {
     for (let grew = true; grew; ) {
       grew = false;
       for (let base = HEADER; base < high; base += ENTRY) {
-        const owner = Atomics.load(words, base + OWNER);
-        if (owner > 0 && !gone.has(owner) && gone.has(Atomics.load(words, base + PARENT))) {
+        const owner = Math.abs(Atomics.load(words, base + OWNER));
+        if (owner !== 0 && !gone.has(owner) && gone.has(Atomics.load(words, base + PARENT))) {
           gone.add(owner);
           grew = true;
         }
@@ -333,15 +336,20 @@ export class Memory {
     let reclaimed = false;
     for (let base = HEADER; base < high; base += ENTRY) {
       const owner = Atomics.load(words, base + OWNER);
-      if (!gone.has(owner) || Atomics.compareExchange(words, base + OWNER, owner, RECLAIMING) !== owner) continue;
-      // Each word is taken (exchanged for 0) as it is given back, so a reclaim cut short gives back no word twice.
-      for (let state = IN_USE; state <= RELEASING; state++) Atomics.sub(words, OPEN, Atomics.exchange(words, base + COUNT + state, 0));
+      if (owner > 0) {
+        if (!gone.has(owner) || Atomics.compareExchange(words, base + OWNER, owner, -owner) !== owner) continue;
+        Atomics.store(words, base + PARENT, threadId + 1);
+      } else if (owner === 0 || !gone.has(Atomics.load(words, base + PARENT))) continue;
+      Atomics.store(words, base + HEAD, 0);
       Atomics.sub(words, WAITING, Atomics.exchange(words, base + WAITERS, 0));
-      Atomics.sub(words, EVICTING, Atomics.exchange(words, base + ASKS, 0));
+      for (let state = IN_USE; state <= RELEASING; state++) Atomics.sub(words, OPEN, Atomics.exchange(words, base + COUNT + state, 0));
       const counters = this.counters(base);
       for (let i = 0; i < COUNTERS; i++) this.#retire(i, counters[i]!);
       counters.fill(0);
-      for (let word = PARENT; word < ENTRY; word++) Atomics.store(words, base + word, 0);
+      Atomics.store(words, base + PARENT, 0);
+      Atomics.store(words, base + BELL, 0);
+      // Asks last: one that lands after this is taken back by its asker (OWNER changed) or by the next join.
+      Atomics.sub(words, EVICTING, Atomics.exchange(words, base + ASKS, 0));
       Atomics.store(words, base + OWNER, 0);
       reclaimed = true;
     }
@@ -365,13 +373,15 @@ export class Memory {
  *
  * - Taking a fresh slot is one compare-and-swap on the process's count of
  *   open slots; reusing this thread's idle resource and `put()` touch only
- *   this thread's counts (plain stores) and read one shared word.
+ *   this thread's counts (plain stores) and read one shared word, while no
+ *   other thread waits.
  * - Waiters hold tickets from one process-wide counter: the oldest waiter of
  *   the process is served first, whatever its thread. A thread that frees
  *   room while others wait rings their bells (`Atomics.notify`); each thread
  *   listens with `Atomics.waitAsync`, which never blocks its event loop and
- *   never keeps an idle thread alive. A thread with waiters keeps itself
- *   alive (a ref'd timer), as a socket it waited on would.
+ *   never keeps an idle thread alive. While another thread shares the
+ *   budget, a thread with waiters keeps itself alive (a ref'd timer), as a
+ *   socket it waited on would.
  * - Idle resources stay in their thread, and serve its own waiters first.
  *   When the oldest waiter finds the process full and its own thread holds
  *   nothing idle, it asks the thread holding the most idle resources to
@@ -380,7 +390,8 @@ export class Memory {
  *   the waiters. A thread asked for room it no longer has owes it: it closes
  *   the next resource it is given back instead of keeping it.
  * - The thread that started a worker gives back its slots when it sees the
- *   worker's `'exit'` (with those of the workers it started in turn).
+ *   worker's `'exit'` (with those of the workers it started in turn), if it
+ *   had loaded connpool when it started it.
  * @internal
  */
 export class SharedBudget extends Budget {
@@ -460,10 +471,10 @@ export class SharedBudget extends Budget {
 
   override answered(): void {
     this.count[RELEASING]!--;
+    Atomics.sub(this.#words, OPEN, 1);
     Atomics.sub(this.#words, ASKS + this.#base, 1);
     this.#answering--;
     Atomics.sub(this.#words, EVICTING, 1);
-    Atomics.sub(this.#words, OPEN, 1);
     this.#memory.ringWaiting(-1);
   }
 
@@ -508,8 +519,10 @@ export class SharedBudget extends Budget {
     const owner = Atomics.load(words, victim + OWNER);
     if (owner <= 0 || Atomics.compareExchange(words, EVICTING, evicting, evicting + 1) !== evicting) return;
     Atomics.add(words, victim + ASKS, 1);
-    // The victim's thread ended meanwhile and its entry was given back: take the ask back (or the
-    // entry's next party cancels it as it joins; whoever exchanges it first).
+    // The victim's thread ended meanwhile and its entry is being given back: take the ask back
+    // (or the reclaim, or the entry's next party as it joins, does: whoever exchanges it first).
+    // Should a new party have joined the entry meanwhile, this takes its asks too; its askers
+    // then look again within LOOK_AGAIN_MS.
     if (Atomics.load(words, victim + OWNER) !== owner) Atomics.sub(words, EVICTING, Atomics.exchange(words, victim + ASKS, 0));
     else this.#memory.ring(victim);
   }
