@@ -124,3 +124,11 @@ test('a worker that ends with process.exit() while it waits leaves the line, eve
   expect(report.got).toBe(true);
   expect(report.after).toMatchObject({ waiting: 0 });
 });
+
+test("no thread starves: a worker keeps the whole budget busy, reusing its own sockets as fast as it puts them back, and the main thread's get()s are still served", async () => {
+  const report = await scenario<{ served: number; failed: string[]; duringStats: Stats; afterExit: Stats }>('starve');
+  expect(report.failed).toEqual([]);
+  expect(report.served).toBe(20);
+  expect(report.duringStats.inUse + report.duringStats.idle + report.duringStats.releasing).toBeLessThanOrEqual(LIMIT);
+  expect(report.afterExit).toMatchObject({ ...atRest, idle: 0 });
+});

@@ -256,6 +256,25 @@ const workers = {
     parentPort.postMessage({ type: 'holding', stats });
   },
 
+  /** Keeps every slot busy: each caller gets, talks, puts and gets again (its own idle socket), until told to stop. */
+  async busy() {
+    let stop = false;
+    parentPort.once('message', () => (stop = true));
+    const handles = Array.from({ length: workerData.count }, () => New('tcp', address(7, 1)));
+    let cycles = 0;
+    await Promise.all(
+      handles.map(async (handle) => {
+        while (!stop) {
+          const conn = await handle.get();
+          await exchange(conn);
+          conn.put();
+          if (++cycles === handles.length) parentPort.postMessage({ type: 'busy' });
+        }
+      }),
+    );
+    parentPort.postMessage({ type: 'stopped' });
+  },
+
   /** Waits for a slot, and ends its thread with process.exit() while it waits. */
   async quitter() {
     New('tcp', address(6, 1))
@@ -422,6 +441,34 @@ const scenarios = {
     await parent.terminate();
     report.afterParentTerminate = pool.stats();
     report.leftOpen = sockets() - baseline;
+    return report;
+  },
+
+  /**
+   * A worker keeps all of the budget busy, reusing its own idle sockets as
+   * fast as it puts them back; the main thread's get()s are still served,
+   * each within a bounded wait (the worker owes it the next socket it puts back).
+   */
+  async starve() {
+    const pool = getResourcePool();
+    const busy = start('busy', { count: pool.max });
+    await message('busy', busy);
+    const report = { served: 0, failed: [], duringStats: undefined };
+    for (let i = 0; i < 20; i++) {
+      try {
+        const conn = await New('tcp', address(7, 2)).get(AbortSignal.timeout(5_000));
+        await exchange(conn);
+        await conn.close();
+        report.served++;
+      } catch (error) {
+        report.failed.push(error?.code ?? String(error));
+      }
+    }
+    report.duringStats = pool.stats();
+    busy.postMessage({ type: 'stop' });
+    await busy.exited;
+    report.afterExit = pool.stats();
+    await pool.close();
     return report;
   },
 
