@@ -62,7 +62,7 @@ test('E9: a connection dropped while out is noticed: CONNPOOL_LEAK warning, sock
   expect(serverClosed).toBe(true);
   expect(seen).toHaveLength(1);
   expect(seen[0]!.code).toBe('CONNPOOL_LEAK');
-  expect(seen[0]!.detail).toContain('NODE_DEBUG=connpool');
+  expect(seen[0]!.detail).toContain('traceLeaks: true');
 });
 
 test.each([

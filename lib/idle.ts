@@ -245,7 +245,7 @@ export class PooledSocket extends Seat {
     this.pool.counters.leaks++;
     const stack = lease.trace?.stack?.replace(/^.*\n/, '');
     if (channels.leak.hasSubscribers) channels.leak.publish({ pool: this.pool, ...this.stack.origin, stack });
-    const where = stack ?? 'run with NODE_DEBUG=connpool or traceLeaks: true to see where';
+    const where = stack ?? 'create the pool with { traceLeaks: true } to see where';
     process.emitWarning(
       `a PooledConn of pool "${this.pool.name}" was garbage-collected without put() or close(); its socket was closed`,
       { code: 'CONNPOOL_LEAK', detail: `get() was called:\n${where}` },
