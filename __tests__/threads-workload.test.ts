@@ -19,16 +19,9 @@
  * thread timing still varies from run to run. Replay with
  *   FUZZ_SEED=<seed> npm test -- __tests__/threads-workload.test.ts
  */
+import type { PoolStats as Stats } from '../lib/index.js';
 import { runScript } from './helpers/child.js';
 import { startEchoServer, type EchoServer } from './helpers/echo.js';
-
-interface Stats {
-  max: number;
-  inUse: number;
-  idle: number;
-  releasing: number;
-  waiting: number;
-}
 
 interface Outcome {
   served: number;

@@ -2,21 +2,10 @@
 // one process under `ulimit -n 256` (connectionLimit() = 200). Each scenario
 // runs in helpers/threads-child.mjs; the echo server is a process of its own,
 // so the child's /proc/self/fd holds only client sockets.
+import type { PoolStats as Stats } from '../lib/index.js';
 import { runScript } from './helpers/child.js';
 import { startEchoServer, type EchoServer } from './helpers/echo.js';
 import { reportFigure } from './helpers/figures.js';
-
-interface Stats {
-  max: number;
-  inUse: number;
-  idle: number;
-  releasing: number;
-  waiting: number;
-  dials: number;
-  reuses: number;
-  evictions: number;
-  waitsGivenUp: number;
-}
 
 interface LoadReport {
   mode: string;

@@ -494,7 +494,7 @@ export class SharedBudget extends Budget {
   override queued(head: number, size: number): void {
     const words = this.#words;
     const base = this.#base;
-    const before = words[base + WAITERS]!;
+    const before = this.#waiters;
     const headBefore = words[base + HEAD]!;
     Atomics.store(words, base + HEAD, head);
     Atomics.store(words, base + WAITERS, size);

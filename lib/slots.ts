@@ -86,8 +86,8 @@ export class SlotQueue<C extends { abandoned(): void }, R, T> {
     hasRoom: () => boolean,
     take: (claimant: C) => R | typeof NO_ROOM,
     seat: (claimant: C, room: R) => T | PromiseLike<T>,
-    onGiveUp: () => void = () => {},
-    turns: Turns = alone,
+    onGiveUp: () => void,
+    turns: Turns,
   ) {
     this.#hasRoom = hasRoom;
     this.#take = take;
@@ -202,6 +202,3 @@ export class SlotQueue<C extends { abandoned(): void }, R, T> {
     this.#turns.queued(this.#first?.ticket ?? 0, this.#size);
   }
 }
-
-/** The turns of a queue that is alone on its budget (a private pool's). */
-const alone: Turns = { ticket: () => 0, queued: () => {}, askForRoom: () => {} };

@@ -4,23 +4,10 @@
 //
 // argv: JSON options { addresses, max, tasks, opsPerTask }.
 // Prints one JSON line: peaks, outcome counts, stats and fds at the end.
-import { readdirSync, readlinkSync } from 'node:fs';
 import { New, ResourcePool } from '../../dist/index.js';
+import { openSocketFds } from './child-tools.mjs';
 
 const { addresses, max, tasks, opsPerTask } = JSON.parse(process.argv[2]);
-
-/** Socket file descriptors this process has open now. */
-function openSocketFds() {
-  let count = 0;
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')) count++;
-    } catch {
-      // closed while we looked
-    }
-  }
-  return count;
-}
 
 async function roundTrip(conn, text) {
   conn.write(text);

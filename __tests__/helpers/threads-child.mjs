@@ -205,32 +205,57 @@ async function randomLoad(seed, { tasks, rounds, servers }) {
   return outcome;
 }
 
-const workers = {
-  /** A share of the load; then its stats() on request, and exit on request. */
-  async load() {
-    await rawExchange(address(1, 1));
-    parentPort.postMessage({ type: 'ready' });
-    await message('go');
-    const outcome = await load(workerData.mode);
-    parentPort.postMessage({ type: 'done', outcome });
-    await message('stats');
-    parentPort.postMessage({ type: 'stats', stats: getResourcePool().stats() });
-    await message('exit');
-    parentPort.close();
-  },
+/**
+ * A worker's share of a workload the main thread runs with {@link runShares}:
+ * ready (once its first connection is made), go, its outcome, its stats() on
+ * request, then exit on request.
+ */
+async function share(work) {
+  await rawExchange(address(1, 1));
+  parentPort.postMessage({ type: 'ready' });
+  await message('go');
+  parentPort.postMessage({ type: 'done', outcome: await work() });
+  await message('stats');
+  parentPort.postMessage({ type: 'stats', stats: getResourcePool().stats() });
+  await message('exit');
+  parentPort.close();
+}
 
-  /** Its share of the random workload; then its stats() on request, and exit on request. */
-  async random() {
-    await rawExchange(address(1, 1));
-    parentPort.postMessage({ type: 'ready' });
-    await message('go');
-    const outcome = await randomLoad(workerData.seed, workerData.shape);
-    parentPort.postMessage({ type: 'done', outcome });
-    await message('stats');
-    parentPort.postMessage({ type: 'stats', stats: getResourcePool().stats() });
-    await message('exit');
-    parentPort.close();
-  },
+/**
+ * Runs the workers' shares and the main thread's own (`work`) at once,
+ * sampling sockets. A thread's first connection makes libuv open a
+ * descriptor it keeps (on /dev/null), hence the warm-up before the baseline.
+ * @returns every outcome, the main thread's first (`ended(i)` for worker i if
+ *   it exits first), the sockets open before, and the most open at once beyond them.
+ */
+async function runShares(started, work, ended) {
+  await Promise.all([rawExchange(address(1, 1)), ...started.map((worker) => message('ready', worker))]);
+  const baseline = sockets();
+  const stopSampling = sampler();
+  for (const worker of started) worker.postMessage({ type: 'go' });
+  const outcomes = await Promise.all([
+    work(),
+    ...started.map((worker, i) => Promise.race([message('done', worker).then((done) => done.outcome), worker.exited.then(() => ended(i))])),
+  ]);
+  return { outcomes, baseline, peak: stopSampling() - baseline };
+}
+
+/** Each worker's stats() (its exit code instead, if it has exited). */
+async function statsOf(started) {
+  const all = [];
+  for (const worker of started) {
+    worker.postMessage({ type: 'stats' });
+    all.push(await Promise.race([message('stats', worker).then((reply) => reply.stats), worker.exited]));
+  }
+  return all;
+}
+
+const workers = {
+  /** A share of the load. */
+  load: () => share(() => load(workerData.mode)),
+
+  /** A share of the random workload. */
+  random: () => share(() => randomLoad(workerData.seed, workerData.shape)),
 
   /** Fills the pool with idle connections, then waits to be told to exit. */
   async idler() {
@@ -310,31 +335,16 @@ const scenarios = {
   /** Main and four workers, each TASKS at once, to SERVERS servers; sampling socket descriptors. */
   async load(mode) {
     const started = Array.from({ length: 4 }, () => start('load', { mode }));
-    // A thread's first connection makes libuv open a descriptor it keeps (on /dev/null), hence the warm-up.
-    await Promise.all([rawExchange(address(1, 1)), ...started.map((worker) => message('ready', worker))]);
-    const baseline = sockets();
-    const stopSampling = sampler();
-    for (const worker of started) worker.postMessage({ type: 'go' });
-    const outcomes = await Promise.all([
-      load(mode),
-      ...started.map((worker) =>
-        Promise.race([message('done', worker).then((done) => done.outcome), worker.exited.then(() => ({ done: 0, emfile: 0, other: { 'worker died': 1 } }))]),
-      ),
-    ]);
-    const peak = stopSampling();
+    const { outcomes, baseline, peak } = await runShares(started, () => load(mode), () => ({ done: 0, emfile: 0, other: { 'worker died': 1 } }));
     const total = { done: 0, emfile: 0, other: {} };
     for (const outcome of outcomes) {
       total.done += outcome.done;
       total.emfile += outcome.emfile;
       for (const [code, n] of Object.entries(outcome.other)) total.other[code] = (total.other[code] ?? 0) + n;
     }
-    const report = { mode, limit: connectionLimit(), expected: 5 * TASKS * ROUNDS, ...total, peak: peak - baseline };
+    const report = { mode, limit: connectionLimit(), expected: 5 * TASKS * ROUNDS, ...total, peak };
     report.main = getResourcePool().stats();
-    report.workers = [];
-    for (const worker of started) {
-      worker.postMessage({ type: 'stats' });
-      report.workers.push(await Promise.race([message('stats', worker).then((reply) => reply.stats), worker.exited]));
-    }
+    report.workers = await statsOf(started);
     for (const worker of started) worker.postMessage({ type: 'exit' });
     await Promise.all(started.map((worker) => worker.exited));
     if (mode === 'shared') {
@@ -360,27 +370,17 @@ const scenarios = {
     const doomed = random() < 0.3 ? Math.floor(random() * count) : -1;
     const killAfter = Math.floor(random() * 50);
     const started = Array.from({ length: count }, (_, i) => start('random', { seed: seed * 16 + i + 1, shape: shape() }));
-    await Promise.all([rawExchange(address(1, 1)), ...started.map((worker) => message('ready', worker))]);
-    const baseline = sockets();
-    const stopSampling = sampler();
-    for (const worker of started) worker.postMessage({ type: 'go' });
-    if (doomed >= 0) setTimeout(() => void started[doomed].terminate(), killAfter);
-    const outcomes = await Promise.all([
-      randomLoad(seed * 16, shape()),
-      ...started.map((worker, i) =>
-        Promise.race([message('done', worker).then((done) => done.outcome), worker.exited.then(() => (i === doomed ? 'terminated' : 'died'))]),
-      ),
-    ]);
-    const peak = stopSampling();
-    const report = { seed, threads: count + 1, doomed, outcomes, peak: peak - baseline, max: getResourcePool().max };
+    const mainShape = shape();
+    const mine = () => {
+      if (doomed >= 0) setTimeout(() => void started[doomed].terminate(), killAfter);
+      return randomLoad(seed * 16, mainShape);
+    };
+    const { outcomes, baseline, peak } = await runShares(started, mine, (i) => (i === doomed ? 'terminated' : 'died'));
+    const report = { seed, threads: count + 1, doomed, outcomes, peak, max: getResourcePool().max };
     const alive = started.filter((_, i) => i !== doomed && typeof outcomes[i + 1] === 'object');
     if (doomed >= 0) await started[doomed].exited;
     report.main = getResourcePool().stats();
-    report.workers = [];
-    for (const worker of alive) {
-      worker.postMessage({ type: 'stats' });
-      report.workers.push(await Promise.race([message('stats', worker).then((reply) => reply.stats), worker.exited]));
-    }
+    report.workers = await statsOf(alive);
     report.openAtRest = sockets() - baseline;
     for (const worker of alive) worker.postMessage({ type: 'exit' });
     await Promise.all(started.map((worker) => worker.exited));
