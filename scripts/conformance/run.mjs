@@ -1,0 +1,338 @@
+#!/usr/bin/env node
+// Conformance: Node's own HTTP/HTTPS client and agent tests (test/parallel),
+// each run twice: on the stock agents, and with connpool's HttpAgent and
+// HttpsAgent swapped in for http.Agent, https.Agent and the global agents
+// (shim.mjs). A test that passes stock and not adapted is a regression; the
+// run fails on one not listed in conformance/expectations.json.
+//
+//   node scripts/conformance/run.mjs [--package <dir>] [--only <glob>[,<glob>]]
+//     [--jobs N] [--timeout ms] [--expectations <file>] [--results <file>]
+//     [--write-expectations] [--verbose] [--list]
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, mkdirSync, writeFileSync, mkdtempSync, rmSync, realpathSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ensureNodeTests, sourceFor } from './node-tests.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const projectRoot = path.resolve(here, '..', '..');
+const shim = path.join(here, 'shim.mjs');
+
+const { values: opts } = parseArgs({
+  options: {
+    package: { type: 'string' },
+    only: { type: 'string', multiple: true },
+    jobs: { type: 'string' },
+    timeout: { type: 'string', default: '30000' },
+    expectations: { type: 'string' },
+    results: { type: 'string' },
+    'write-expectations': { type: 'boolean', default: false },
+    verbose: { type: 'boolean', short: 'v', default: false },
+    list: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (opts.help) {
+  console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(6, 10).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+  process.exit(0);
+}
+
+const source = sourceFor();
+if (!source) {
+  console.log(`conformance: Node ${process.versions.node} is not supported (Node's tests are fetched for Node 20 only); nothing run.`);
+  process.exit(0);
+}
+
+// --package: a project root (with dist/) or a built dist/ directory itself.
+function resolvePackage(dir) {
+  const abs = path.resolve(dir);
+  for (const [root, dist] of [[abs, path.join(abs, 'dist')], [path.dirname(abs), abs]]) {
+    const entry = path.join(dist, 'http', 'index.js');
+    if (existsSync(entry)) return { root, dist, entry };
+  }
+  throw new Error(`--package ${dir}: neither ${dir}/dist/http/index.js nor ${dir}/http/index.js exists (run npm run build there)`);
+}
+
+const pkg = resolvePackage(opts.package ?? projectRoot);
+const jobs = Number(opts.jobs ?? process.env.CONFORMANCE_JOBS ?? 6);
+const timeoutMs = Number(opts.timeout);
+if (!(jobs >= 1) || !(timeoutMs > 0)) throw new RangeError(`--jobs and --timeout must be numbers > 0 (got ${opts.jobs}, ${opts.timeout})`);
+
+const expectationsFile = path.resolve(opts.expectations ??
+  [path.join(pkg.root, 'conformance', 'expectations.json'), path.join(projectRoot, 'conformance', 'expectations.json')]
+    .find((f) => existsSync(f)) ?? path.join(projectRoot, 'conformance', 'expectations.json'));
+const resultsFile = path.resolve(opts.results ??
+  path.join(projectRoot, 'conformance', 'results', `${path.basename(pkg.root)}.json`));
+
+// ---- selection -------------------------------------------------------------
+
+// Every test-http-*.js / test-https-*.js of test/parallel (and test-http.js,
+// test-https.js) that can create a client request: its source names a client
+// API. A pure-server test (driven by net.connect() or never a client) runs
+// the same both ways and is left out.
+const NAME = /^test-https?(-.*)?\.js$/;
+const CLIENT_API = /\b(?:request|get|Agent|globalAgent|ClientRequest|agent)\b/;
+
+function globToRegExp(glob) {
+  const body = glob.replace(/\.js$/, '').replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body}(\\.js)?$`);
+}
+
+function select(parallelDir) {
+  const only = (opts.only ?? []).flatMap((o) => o.split(',')).filter(Boolean).map(globToRegExp);
+  return readdirSync(parallelDir)
+    .filter((f) => NAME.test(f))
+    .filter((f) => CLIENT_API.test(readFileSync(path.join(parallelDir, f), 'utf8')))
+    .filter((f) => only.length === 0 || only.some((re) => re.test(f)))
+    .sort();
+}
+
+// The flags Node's harness would pass (tools/test.py reads the same comment).
+function flagsOf(file) {
+  const m = /^\/\/ Flags:\s+(.*)$/m.exec(readFileSync(file, 'utf8'));
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+}
+
+// ---- running one test ------------------------------------------------------
+
+const OUTPUT_CAP = 16_000;
+const running = new Set();
+
+function tail(s) {
+  return s.length > OUTPUT_CAP ? `[... ${s.length - OUTPUT_CAP} chars cut]\n${s.slice(-OUTPUT_CAP)}` : s;
+}
+
+function firstError(stderr) {
+  const m = /^(Uncaught )?([A-Za-z_$][\w$]*(?:Error|Exception)|Error)(?: \[([A-Z0-9_]+)\])?(?::|$)(.*)$/m.exec(stderr);
+  return m ? { name: m[2], code: m[3], line: m[0].trim() } : null;
+}
+
+// pass; skip (common.skip()); hang (killed at the timeout); crash (a signal,
+// or an uncaught error that is not an assertion: an exception out of the code
+// under test, an unhandled 'error' event); fail (any other non-zero exit:
+// assertions, mustCall counts).
+function classify({ code, signal, timedOut, stdout, stderr }) {
+  if (timedOut) return 'hang';
+  if (signal || code > 128) return 'crash';
+  if (code === 0) return /^1\.\.0 # Skipped/m.test(stdout) ? 'skip' : 'pass';
+  const err = firstError(stderr);
+  if (err && err.name !== 'AssertionError') return 'crash';
+  return 'fail';
+}
+
+function killGroup(child, sig = 'SIGKILL') {
+  try { process.kill(-child.pid, sig); } catch { /* already gone */ }
+}
+
+function runOne(testsRoot, name, mode, slot, runTmp) {
+  const file = path.join(testsRoot, 'test', 'parallel', name);
+  const flags = flagsOf(file);
+  const args = [...flags, ...(mode === 'adapted' ? ['--import', pathToFileURL(shim).href] : []), file];
+  const env = { ...process.env, NODE_TEST_DIR: runTmp, TEST_THREAD_ID: String(slot), NODE_COMMON_PORT: String(portBase + slot * 8) };
+  delete env.NODE_OPTIONS;
+  delete env.NODE_SKIP_FLAG_CHECK;
+  if (mode === 'adapted') env.CONNPOOL_CONFORMANCE_HTTP = pathToFileURL(pkg.entry).href;
+  else delete env.CONNPOOL_CONFORMANCE_HTTP;
+
+  const started = Date.now();
+  return new Promise((resolve) => {
+    // Its own process group: common.js re-raises a child's signal with
+    // process.kill(0, sig), and a hang is killed with whatever it started.
+    const child = spawn(process.execPath, args, {
+      cwd: path.dirname(file), env, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running.add(child);
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; if (stdout.length > 4 * OUTPUT_CAP) stdout = stdout.slice(-2 * OUTPUT_CAP); });
+    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; if (stderr.length > 4 * OUTPUT_CAP) stderr = stderr.slice(-2 * OUTPUT_CAP); });
+    const timer = setTimeout(() => { timedOut = true; killGroup(child); }, timeoutMs);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      killGroup(child);
+      // A grandchild may hold the pipes open; do not wait for it.
+      const done = () => {
+        const r = { code, signal: timedOut ? null : signal, timedOut, stdout, stderr };
+        resolve({ status: classify(r), code, signal: r.signal, ms: Date.now() - started, flags, error: firstError(stderr)?.line ?? null, stdout: tail(stdout), stderr: tail(stderr) });
+      };
+      let closed = 0;
+      const onClose = () => { if (++closed === 2) { clearTimeout(t2); done(); } };
+      const t2 = setTimeout(() => { closed = 2; done(); }, 2000);
+      if (child.stdout.closed) closed++; else child.stdout.once('close', onClose);
+      if (child.stderr.closed) closed++; else child.stderr.once('close', onClose);
+      if (closed === 2) { clearTimeout(t2); done(); }
+    });
+  });
+}
+
+const portBase = 15000 + (process.pid % 1000) * 16 % 15000;
+
+process.on('SIGINT', () => { for (const c of running) killGroup(c); process.exit(130); });
+process.on('SIGTERM', () => { for (const c of running) killGroup(c); process.exit(143); });
+
+async function runAll(tasks, testsRoot, runTmp, onDone) {
+  const results = [];
+  let next = 0;
+  const worker = async (slot) => {
+    while (next < tasks.length) {
+      const task = tasks[next++];
+      const r = await runOne(testsRoot, task.name, task.mode, slot, runTmp);
+      results.push({ ...task, ...r });
+      onDone?.(task, r);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, tasks.length) }, (_, i) => worker(i)));
+  return results;
+}
+
+// ---- expectations ----------------------------------------------------------
+
+const DEFAULT_COMMENT = 'Node tests that pass on the stock agents and fail with connpool\'s adapters swapped in, each with its reason. kind: fail | crash | hang. node scripts/conformance/run.mjs --write-expectations rewrites the list from a run (new entries get the reason "TODO: classify").';
+
+function readExpectations() {
+  if (!existsSync(expectationsFile)) return { expected: {} };
+  const data = JSON.parse(readFileSync(expectationsFile, 'utf8'));
+  return { ...data, expected: data.expected ?? {} };
+}
+
+// A listed test may regress as listed; a crash or hang where it was listed
+// as another kind (or as a plain fail) is still an error, a fail where a
+// crash or hang was listed is not.
+function isAllowed(entry, kind) {
+  return entry != null && (entry.kind === kind || kind === 'fail' || entry.kind === 'any');
+}
+
+// ---- main ------------------------------------------------------------------
+
+const wallStart = Date.now();
+const cacheDir = process.env.CONNPOOL_CONFORMANCE_CACHE ?? path.join(projectRoot, 'node_modules', '.cache', 'connpool-conformance');
+const testsRoot = await ensureNodeTests(source, cacheDir);
+const selected = select(path.join(testsRoot, 'test', 'parallel'));
+
+if (opts.list) {
+  for (const name of selected) console.log(name.replace(/\.js$/, ''));
+  console.error(`${selected.length} tests`);
+  process.exit(0);
+}
+if (selected.length === 0) {
+  console.error(`conformance: no test matches --only ${opts.only}`);
+  process.exit(2);
+}
+
+console.log(`conformance: ${selected.length} of Node ${source.version}'s HTTP/HTTPS tests, on node ${process.version}, ${jobs} at once, ${timeoutMs} ms each`);
+console.log(`package: ${pkg.dist}`);
+
+const runTmp = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'connpool-conformance-')));
+const tasks = selected.flatMap((name) => [{ name, mode: 'stock' }, { name, mode: 'adapted' }]);
+let finished = 0;
+const byTest = new Map(selected.map((n) => [n, {}]));
+let results;
+try {
+  results = await runAll(tasks, testsRoot, runTmp, (task, r) => {
+    finished++;
+    const entry = byTest.get(task.name);
+    entry[task.mode] = r;
+    if (opts.verbose) console.log(`${task.mode.padEnd(7)} ${r.status.padEnd(5)} ${String(r.ms).padStart(6)} ms  ${task.name}`);
+    else if (finished % 100 === 0) console.log(`  ${finished}/${tasks.length} runs done`);
+  });
+
+  // A second chance, one at a time per test, for a regression or a stock
+  // failure: a test that passes on its second run is reported as flaky.
+  const again = selected.filter((n) => {
+    const { stock, adapted } = byTest.get(n);
+    return !ok(stock) || !ok(adapted);
+  });
+  if (again.length > 0) {
+    console.log(`  running ${again.length} tests again that did not pass both ways`);
+    await runAll(again.flatMap((name) => {
+      const { stock, adapted } = byTest.get(name);
+      return [...(ok(stock) ? [] : [{ name, mode: 'stock' }]), ...(ok(adapted) ? [] : [{ name, mode: 'adapted' }])];
+    }), testsRoot, runTmp, (task, r) => {
+      const entry = byTest.get(task.name);
+      const first = entry[task.mode];
+      entry[task.mode] = ok(r) ? { ...r, flaky: true, firstRun: { status: first.status, error: first.error, stderr: first.stderr } } : { ...r, firstRun: { status: first.status } };
+    });
+  }
+} finally {
+  rmSync(runTmp, { recursive: true, force: true });
+}
+
+function ok(r) { return r.status === 'pass' || r.status === 'skip'; }
+
+const expectations = readExpectations();
+const rows = selected.map((file) => {
+  const name = file.replace(/\.js$/, '');
+  const { stock, adapted } = byTest.get(file);
+  const regression = ok(stock) && !ok(adapted) ? adapted.status : null;
+  return { name, stock, adapted, regression, expected: expectations.expected[name] ?? null };
+});
+
+const passStock = rows.filter((r) => ok(r.stock));
+const passAdapted = rows.filter((r) => ok(r.adapted));
+const regressions = rows.filter((r) => r.regression);
+const errors = regressions.filter((r) => !isAllowed(r.expected, r.regression));
+const nowPassing = rows.filter((r) => r.expected && ok(r.stock) && ok(r.adapted));
+const stockFailures = rows.filter((r) => !ok(r.stock));
+const flaky = rows.filter((r) => r.stock.flaky || r.adapted.flaky);
+const wallMs = Date.now() - wallStart;
+
+console.log('');
+console.log(`tests run:        ${rows.length} (skipped by the test itself: stock ${rows.filter((r) => r.stock.status === 'skip').length}, adapted ${rows.filter((r) => r.adapted.status === 'skip').length})`);
+console.log(`pass stock:       ${passStock.length}`);
+console.log(`pass adapted:     ${passAdapted.length}`);
+const kinds = ['crash', 'hang', 'fail'];
+console.log(`regressions:      ${regressions.length} (${kinds.map((k) => `${k} ${regressions.filter((r) => r.regression === k).length}`).join(', ')})`);
+for (const kind of kinds) {
+  for (const r of regressions.filter((x) => x.regression === kind)) {
+    const mark = isAllowed(r.expected, kind) ? 'listed' : r.expected ? `NEW ${kind.toUpperCase()} (listed as ${r.expected.kind})` : 'NEW';
+    console.log(`  ${kind.padEnd(5)} ${r.name.padEnd(58)} ${mark}${r.adapted.error ? `  ${r.adapted.error.slice(0, 100)}` : ''}`);
+  }
+}
+if (stockFailures.length > 0) {
+  console.log(`not compared (fail stock on this node): ${stockFailures.length}`);
+  for (const r of stockFailures) console.log(`  ${r.stock.status.padEnd(5)} ${r.name}${r.stock.error ? `  ${r.stock.error.slice(0, 100)}` : ''}`);
+}
+if (flaky.length > 0) {
+  console.log(`flaky (passed on the second run): ${flaky.map((r) => `${r.name} (${r.stock.flaky ? 'stock' : 'adapted'})`).join(', ')}`);
+}
+if (nowPassing.length > 0) {
+  console.log(`listed in ${path.relative(process.cwd(), expectationsFile) || expectationsFile} but passing now (remove them): ${nowPassing.map((r) => r.name).join(', ')}`);
+}
+console.log(`wall time:        ${(wallMs / 1000).toFixed(1)} s`);
+
+mkdirSync(path.dirname(resultsFile), { recursive: true });
+writeFileSync(resultsFile, `${JSON.stringify({
+  node: process.version, tests: `nodejs ${source.version} (${source.url})`, package: pkg.dist, jobs, timeoutMs,
+  startedAt: new Date(wallStart).toISOString(), wallMs,
+  summary: { selected: rows.length, passStock: passStock.length, passAdapted: passAdapted.length, regressions: Object.fromEntries(kinds.map((k) => [k, regressions.filter((r) => r.regression === k).map((r) => r.name)])) },
+  results: rows,
+}, null, 2)}\n`);
+console.log(`results:          ${resultsFile}`);
+
+if (opts['write-expectations']) {
+  const scope = new Set(rows.map((r) => r.name));
+  const tests = {};
+  for (const [name, entry] of Object.entries(expectations.expected)) if (!scope.has(name)) tests[name] = entry;
+  for (const r of regressions) {
+    const old = r.expected;
+    tests[r.name] = { kind: r.regression, reason: old && old.kind === r.regression ? old.reason : old ? `TODO: classify (was ${old.kind}: ${old.reason})` : 'TODO: classify' };
+  }
+  const out = {
+    $comment: expectations.$comment ?? DEFAULT_COMMENT,
+    source: `nodejs ${source.version}`,
+    expected: Object.fromEntries(Object.entries(tests).sort(([a], [b]) => a.localeCompare(b))),
+  };
+  writeFileSync(expectationsFile, `${JSON.stringify(out, null, 2)}\n`);
+  console.log(`wrote ${Object.keys(out.expected).length} expectations to ${expectationsFile}`);
+}
+
+if (errors.length > 0) {
+  console.log(`\nFAILED: ${errors.length} regression(s) not in ${expectationsFile}: ${errors.map((r) => r.name).join(', ')}`);
+  process.exit(1);
+}
+console.log('\nOK: every regression is listed');
