@@ -101,25 +101,35 @@ function flagsOf(file) {
 const OUTPUT_CAP = 16_000;
 const running = new Set();
 
-function tail(s) {
-  return s.length > OUTPUT_CAP ? `[... ${s.length - OUTPUT_CAP} chars cut]\n${s.slice(-OUTPUT_CAP)}` : s;
+// The start (where the first error is printed) and the end of an output.
+function clip(s) {
+  const half = OUTPUT_CAP / 2;
+  return s.length > OUTPUT_CAP ? `${s.slice(0, half)}\n[... ${s.length - OUTPUT_CAP} chars cut ...]\n${s.slice(-half)}` : s;
+}
+
+// Bounds what a chatty test keeps in memory: its start and its latest output.
+function keep(s) {
+  return s.length > 8 * OUTPUT_CAP ? s.slice(0, OUTPUT_CAP) + s.slice(-4 * OUTPUT_CAP) : s;
 }
 
 function firstError(stderr) {
   const m = /^(Uncaught )?([A-Za-z_$][\w$]*(?:Error|Exception)|Error)(?: \[([A-Z0-9_]+)\])?(?::|$)(.*)$/m.exec(stderr);
-  return m ? { name: m[2], code: m[3], line: m[0].trim() } : null;
+  if (!m) return null;
+  const frame = /^\s+at .*$/m.exec(stderr.slice(m.index))?.[0] ?? '';
+  return { name: m[2], code: m[3], line: m[0].trim(), inTest: /[/\\]test[/\\](parallel|common)[/\\]/.test(frame) };
 }
 
 // pass; skip (common.skip()); hang (killed at the timeout); crash (a signal,
-// or an uncaught error that is not an assertion: an exception out of the code
-// under test, an unhandled 'error' event); fail (any other non-zero exit:
-// assertions, mustCall counts).
+// or an uncaught error that is not an assertion and was not thrown by the
+// test's own code: an exception out of the agent or Node, an unhandled
+// 'error' event); fail (any other non-zero exit: assertions, mustCall
+// counts, a TypeError in the test reading state that is not there).
 function classify({ code, signal, timedOut, stdout, stderr }) {
   if (timedOut) return 'hang';
   if (signal || code > 128) return 'crash';
   if (code === 0) return /^1\.\.0 # Skipped/m.test(stdout) ? 'skip' : 'pass';
   const err = firstError(stderr);
-  if (err && err.name !== 'AssertionError') return 'crash';
+  if (err && err.name !== 'AssertionError' && !err.inTest) return 'crash';
   return 'fail';
 }
 
@@ -148,8 +158,8 @@ function runOne(testsRoot, name, mode, slot, runTmp) {
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; if (stdout.length > 4 * OUTPUT_CAP) stdout = stdout.slice(-2 * OUTPUT_CAP); });
-    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; if (stderr.length > 4 * OUTPUT_CAP) stderr = stderr.slice(-2 * OUTPUT_CAP); });
+    child.stdout.setEncoding('utf8').on('data', (d) => { stdout = keep(stdout + d); });
+    child.stderr.setEncoding('utf8').on('data', (d) => { stderr = keep(stderr + d); });
     const timer = setTimeout(() => { timedOut = true; killGroup(child); }, timeoutMs);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
@@ -158,7 +168,7 @@ function runOne(testsRoot, name, mode, slot, runTmp) {
       // A grandchild may hold the pipes open; do not wait for it.
       const done = () => {
         const r = { code, signal: timedOut ? null : signal, timedOut, stdout, stderr };
-        resolve({ status: classify(r), code, signal: r.signal, ms: Date.now() - started, flags, error: firstError(stderr)?.line ?? null, stdout: tail(stdout), stderr: tail(stderr) });
+        resolve({ status: classify(r), code, signal: r.signal, ms: Date.now() - started, flags, error: firstError(stderr)?.line ?? null, stdout: clip(stdout), stderr: clip(stderr) });
       };
       let closed = 0;
       const onClose = () => { if (++closed === 2) { clearTimeout(t2); done(); } };
