@@ -17,6 +17,9 @@ export const SOURCES = {
   20: {
     version: '20.19.2',
     url: 'http://deb.debian.org/debian/pool/main/n/nodejs/nodejs_20.19.2+dfsg.orig.tar.xz',
+    // snapshot.debian.org keeps every file by its sha1 for good: the way in
+    // once the pool has moved on to a newer upload.
+    fallbackUrls: ['https://snapshot.debian.org/file/7ed7a340dc165334953d0a57eb4c2600e4d3081a'],
     sha256: '5e5559381ad031d245a8efa403458abbb73755f74c3e6380f185a4dd342b7949',
     topDir: 'node-v20.19.2',
   },
@@ -57,7 +60,17 @@ export async function ensureNodeTests(source, cacheDir, log = console.error) {
     let tarball = process.env.CONNPOOL_CONFORMANCE_TARBALL;
     if (!tarball) {
       tarball = path.join(work, path.basename(new URL(source.url).pathname));
-      await download(source.url, tarball, log);
+      const failures = [];
+      for (const url of [source.url, ...(source.fallbackUrls ?? [])]) {
+        try {
+          await download(url, tarball, log);
+          failures.length = 0;
+          break;
+        } catch (err) {
+          failures.push(`${url}: ${err.cause?.message ?? err.message}`);
+        }
+      }
+      if (failures.length > 0) throw new Error(`download failed:\n  ${failures.join('\n  ')}`);
     }
     const actual = await sha256Of(tarball);
     if (actual !== source.sha256) {

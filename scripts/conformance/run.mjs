@@ -103,11 +103,10 @@ function globToRegExp(glob) {
 
 function select(parallelDir) {
   const only = (opts.only ?? []).flatMap((o) => o.split(',')).filter(Boolean).map(globToRegExp);
-  return readdirSync(parallelDir)
-    .filter((f) => NAME.test(f))
-    .filter((f) => CLIENT_API.test(readFileSync(path.join(parallelDir, f), 'utf8')))
-    .filter((f) => only.length === 0 || only.some((re) => re.test(f)))
-    .sort();
+  const files = readdirSync(parallelDir).filter((f) => NAME.test(f));
+  const clients = files.filter((f) => CLIENT_API.test(readFileSync(path.join(parallelDir, f), 'utf8')));
+  const selected = clients.filter((f) => only.length === 0 || only.some((re) => re.test(f))).sort();
+  return { files: files.length, clients: clients.length, selected };
 }
 
 // The flags Node's harness would pass (tools/test.py reads the same comment).
@@ -248,7 +247,8 @@ try {
   console.error(`conformance: cannot get Node's tests: ${err.message}`);
   process.exit(2);
 }
-const selected = select(path.join(testsRoot, 'test', 'parallel'));
+const selection = select(path.join(testsRoot, 'test', 'parallel'));
+const { selected } = selection;
 
 if (opts.list) {
   for (const name of selected) console.log(name.replace(/\.js$/, ''));
@@ -260,8 +260,9 @@ if (selected.length === 0) {
   process.exit(2);
 }
 
-console.log(`conformance: ${selected.length} of Node ${source.version}'s HTTP/HTTPS tests, on node ${process.version}, ${jobs} at once, ${timeoutMs} ms each`);
-console.log(`package: ${pkg.dist}`);
+console.log(`conformance: ${selected.length} of Node ${source.version}'s HTTP/HTTPS tests (${selection.clients} of ${selection.files} test-http*/test-https* files can make a client request), on node ${process.version}, ${jobs} at once, ${timeoutMs} ms each`);
+console.log(`package:      ${pkg.dist}`);
+console.log(`expectations: ${expectationsFile}`);
 
 const runTmp = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'connpool-conformance-')));
 const tasks = selected.flatMap((name) => [{ name, mode: 'stock' }, { name, mode: 'adapted' }]);
