@@ -199,29 +199,30 @@ function runOne(testsRoot, name, mode, slot, runTmp) {
   });
 }
 
-const portBase = 15000 + (process.pid % 1000) * 16 % 15000;
+// common.PORT, for the few tests that use a fixed port: apart per run and per slot.
+const portBase = 15000 + (process.pid % 900) * 16;
 
 process.on('SIGINT', () => { for (const c of running) killGroup(c); process.exit(130); });
 process.on('SIGTERM', () => { for (const c of running) killGroup(c); process.exit(143); });
 
+// `jobs` workers, each with a slot number of its own (its tmpdir and ports).
 async function runAll(tasks, testsRoot, runTmp, onDone) {
-  const results = [];
   let next = 0;
   const worker = async (slot) => {
     while (next < tasks.length) {
       const task = tasks[next++];
-      const r = await runOne(testsRoot, task.name, task.mode, slot, runTmp);
-      results.push({ ...task, ...r });
-      onDone?.(task, r);
+      onDone(task, await runOne(testsRoot, task.name, task.mode, slot, runTmp));
     }
   };
   await Promise.all(Array.from({ length: Math.min(jobs, tasks.length) }, (_, i) => worker(i)));
-  return results;
 }
 
 // ---- expectations ----------------------------------------------------------
 
-const DEFAULT_COMMENT = 'Node tests that pass on the stock agents and fail with connpool\'s adapters swapped in, each with its reason. kind: fail | crash | hang. node scripts/conformance/run.mjs --write-expectations rewrites the list from a run (new entries get the reason "TODO: classify").';
+const DEFAULT_COMMENT = [
+  'Node tests that pass on the stock agents and not with connpool\'s adapters swapped in (npm run conformance), each with its kind (fail | crash | hang) and reason.',
+  'node scripts/conformance/run.mjs --write-expectations rewrites the list from a run: reasons of entries whose kind is unchanged are kept, new entries get "TODO: classify".',
+];
 
 function readExpectations() {
   if (!existsSync(expectationsFile)) return { expected: {} };
@@ -233,7 +234,7 @@ function readExpectations() {
 // as another kind (or as a plain fail) is still an error, a fail where a
 // crash or hang was listed is not.
 function isAllowed(entry, kind) {
-  return entry != null && (entry.kind === kind || kind === 'fail' || entry.kind === 'any');
+  return entry != null && (entry.kind === kind || kind === 'fail');
 }
 
 // ---- main ------------------------------------------------------------------
@@ -268,9 +269,8 @@ const runTmp = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'connpool-conform
 const tasks = selected.flatMap((name) => [{ name, mode: 'stock' }, { name, mode: 'adapted' }]);
 let finished = 0;
 const byTest = new Map(selected.map((n) => [n, {}]));
-let results;
 try {
-  results = await runAll(tasks, testsRoot, runTmp, (task, r) => {
+  await runAll(tasks, testsRoot, runTmp, (task, r) => {
     finished++;
     const entry = byTest.get(task.name);
     entry[task.mode] = r;
@@ -278,8 +278,8 @@ try {
     else if (finished % 100 === 0) console.log(`  ${finished}/${tasks.length} runs done`);
   });
 
-  // A second chance, one at a time per test, for a regression or a stock
-  // failure: a test that passes on its second run is reported as flaky.
+  // A second run for each stock failure and each regression: one that passes
+  // then is reported as flaky; one that fails again keeps its first result.
   const again = selected.filter((n) => {
     const { stock, adapted } = byTest.get(n);
     return !ok(stock) || !ok(adapted);
@@ -292,7 +292,9 @@ try {
     }), testsRoot, runTmp, (task, r) => {
       const entry = byTest.get(task.name);
       const first = entry[task.mode];
-      entry[task.mode] = ok(r) ? { ...r, flaky: true, firstRun: { status: first.status, error: first.error, stderr: first.stderr } } : { ...r, firstRun: { status: first.status } };
+      entry[task.mode] = ok(r)
+        ? { ...r, flaky: true, firstRun: { status: first.status, error: first.error, stderr: first.stderr } }
+        : { ...first, secondRun: { status: r.status, error: r.error } };
     });
   }
 } finally {
