@@ -18,7 +18,11 @@ test('S11: the global pool is made on first use with max = connectionLimit()', (
 test.each([
   [256, 200],
   [1024, 900],
+  [150, 100],
+  [149, 1],
   [120, 1],
+  [100, 1],
+  [64, 1],
 ])('S11: a process started under ulimit -n %i gets connectionLimit() %i', (ulimit, expected) => {
   const output = execFileSync(
     '/bin/sh',
