@@ -26,7 +26,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -34,6 +34,7 @@ import { makeCertificates } from '../bench/certs.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({ options: { keep: { type: 'boolean', default: false }, readme: { type: 'string', default: join(root, 'README.md') } } });
+const readmeName = basename(args.readme);
 
 const KNOWN_FAILING = {
   '### `http.Agent`: `connpool/http`': '`readFileSync` and `axios` are used without being imported',
