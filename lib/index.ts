@@ -1,6 +1,10 @@
 export { New, ConnResource, type ConnResourceOptions } from './conn-resource.js';
 import { PooledConn as Conn } from './conn.js';
-/** A pooled connection, as `ConnResource#get()` hands it out: see the class in `conn.ts`. */
+/**
+ * A pooled network connection, as `ConnResource#get()` hands it out: a
+ * `stream.Duplex` over a socket the pool owns, with `put()`, `close()` and
+ * what Go's `net.Conn` offers (addresses, timeouts, TLS peer certificate).
+ */
 export type PooledConn = Conn;
 /**
  * The class of pooled connections, for `instanceof`. Connections come from
