@@ -1,6 +1,6 @@
 // Installs connpool the ways a user does and compiles a user's code against it.
 //
-//   node scripts/consumer-check.mjs [--keep] [--no-folder]      (about a minute)
+//   node scripts/consumer-check.mjs [--keep] [--no-folder]      (about a minute and a half)
 //
 // 1. `npm pack`s this package, installs the tarball into a new project with
 //    @types/node 20, undici 7, and TypeScript twice (5.9, and the registry's
@@ -14,7 +14,8 @@
 //    node_modules, no dist/) and checks the README's "Installing from a
 //    clone": `npm install <clone>` before anything is built there fails with
 //    prepare's message (not `tsc: not found`); after `npm ci` in the clone it
-//    installs, and the package imports.
+//    installs, and the package imports. Then installs the last commit by a
+//    git URL (npm builds it with `prepare`), and imports it.
 //
 // Needs the npm registry. Temp files go under os.tmpdir(); --keep keeps them.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -147,8 +148,17 @@ try {
     must('npm', ['ci', ...npmFlags], clone);
     const built = run('npm', ['install', ...npmFlags, clone], linked);
     check(built.status === 0, 'after `npm ci` in the clone, npm install <clone> installs it', built.output);
-    const imported = run(process.execPath, ['--input-type=module', '-e', "const c = await import('connpool'); console.log(typeof c.New, c.connectionLimit() > 0)"], linked);
+    const imports = (dir) => run(process.execPath, ['--input-type=module', '-e', "const c = await import('connpool'); console.log(typeof c.New, c.connectionLimit() > 0)"], dir);
+    const imported = imports(linked);
     check(imported.status === 0 && imported.output.trim() === 'function true', 'the folder install imports', imported.output);
+
+    // A git URL: npm clones the commit, installs its dev dependencies, runs prepare, packs.
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    const fromGit = join(work, 'from-git');
+    project(fromGit, 'connpool-from-git');
+    const cloned = run('npm', ['install', ...npmFlags, `git+file://${root}#${head}`], fromGit);
+    const gitImported = cloned.status === 0 ? imports(fromGit) : cloned;
+    check(gitImported.status === 0 && gitImported.output.trim() === 'function true', `npm install git+file://…#${head.slice(0, 7)} (the last commit) builds and imports`, gitImported.output);
   }
 } catch (error) {
   failures++;
