@@ -49,7 +49,9 @@ class World {
   ) {
     const memory = Memory.create(max);
     for (let p = 0; p < PARTIES; p++) {
-      const pool = new ResourcePool({ max, name: `party ${p}` }, SharedBudget.join(memory, 0));
+      const budget = SharedBudget.join(memory, 0);
+      if (budget === undefined) throw new Error(`party ${p} found no free seat in the shared budget`);
+      const pool = new ResourcePool({ max, name: `party ${p}` }, budget);
       this.pools.push(pool);
       this.hold.push(Array.from({ length: RESOURCES }, () => 'free'));
       this.controllers.push(Array.from({ length: RESOURCES }, () => undefined));

@@ -1,5 +1,8 @@
 import diagnostics from 'node:diagnostics_channel';
+import { pathToFileURL } from 'node:url';
 import { isTimeout, New, ResourceLimitExceededError, ResourcePool, tlsDialer, type Dialer } from '../lib/index.js';
+import { runModule } from './helpers/child.js';
+import { distIndex, distUndici } from './helpers/dist.js';
 import { refusedAddress, roundTrip, startServer, type TestServer } from './helpers/servers.js';
 
 let server: TestServer;
@@ -218,5 +221,62 @@ describe('isTimeout()', () => {
     expect(isTimeout(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }))).toBe(false);
     expect(isTimeout(undefined)).toBe(false);
     expect(isTimeout('ETIMEDOUT')).toBe(false);
+  });
+
+  test('follows cause: fetch() rejects with TypeError("fetch failed") wrapping the timeout, for a server that never answers', async () => {
+    // In a child process: under jest's module sandbox, Node's own fetch() rewraps undici 7's errors without their code.
+    const script = `
+      import net from 'node:net';
+      import { Agent, fetch as undiciFetch } from 'undici';
+      const { isTimeout, New, ResourcePool } = await import(${JSON.stringify(pathToFileURL(distIndex).href)});
+      const { createDispatcher } = await import(${JSON.stringify(pathToFileURL(distUndici).href)});
+      const causes = (error) => {
+        const chain = [];
+        for (let e = error; e; e = e.cause) chain.push(typeof e.code === 'string' ? e.code : e.name === 'TypeError' ? 'TypeError: ' + e.message : e.name);
+        return chain;
+      };
+      const seen = async (promise) => promise.then(() => 'resolved', (error) => ({ chain: causes(error), isTimeout: isTimeout(error) }));
+      const listen = (server) => new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+      const silent = await listen(net.createServer(() => {}));
+      const echo = await listen(net.createServer((socket) => socket.pipe(socket)));
+      const stalling = new Agent({ headersTimeout: 50 });
+      const url = 'http://127.0.0.1:' + silent.address().port + '/';
+      const viaNode = await seen(fetch(url, { dispatcher: stalling }));
+      const viaUndici = await seen(undiciFetch(url, { dispatcher: stalling }));
+      await stalling.close();
+      const pool = new ResourcePool({ max: 1 });
+      const held = await New('tcp', '127.0.0.1:' + echo.address().port, { pool }).get();
+      const dispatcher = createDispatcher({ pool, acquireTimeout: 20 });
+      const waited = await seen(undiciFetch('http://127.0.0.1:' + echo.address().port + '/', { dispatcher }));
+      held.put();
+      await dispatcher.close();
+      await pool.close();
+      silent.close();
+      echo.close();
+      console.log(JSON.stringify({ viaNode, viaUndici, waited }));
+    `;
+    const result = await runModule<Record<string, unknown>>(script);
+    expect(result).toEqual({
+      // Node's own fetch and undici's, the response headers timing out.
+      viaNode: { chain: ['TypeError: fetch failed', 'UND_ERR_HEADERS_TIMEOUT'], isTimeout: true },
+      viaUndici: { chain: ['TypeError: fetch failed', 'UND_ERR_HEADERS_TIMEOUT'], isTimeout: true },
+      // createDispatcher() whose wait for a slot outlives acquireTimeout.
+      waited: { chain: ['TypeError: fetch failed', 'ERR_RESOURCE_LIMIT_EXCEEDED', 'TimeoutError'], isTimeout: true },
+    });
+  });
+
+  test('follows cause a bounded number of levels, and stops on a cycle', () => {
+    const wrap = (cause: unknown, levels: number): unknown => (levels === 0 ? cause : wrap(new Error('wrapped', { cause }), levels - 1));
+    const timeout = Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' });
+    expect(isTimeout(wrap(timeout, 8))).toBe(true);
+    expect(isTimeout(wrap(timeout, 9))).toBe(false);
+    const first = new Error('first');
+    const second = new Error('second', { cause: first });
+    first.cause = second;
+    expect(isTimeout(first)).toBe(false);
+    const self = new Error('self');
+    self.cause = self;
+    expect(isTimeout(self)).toBe(false);
+    expect(isTimeout(new TypeError('fetch failed', { cause: new Error('connection refused') }))).toBe(false);
   });
 });

@@ -333,8 +333,9 @@ ${METHOD}
 ## Running it
 
 \`\`\`sh
-npm run bench                 # build, then the full run (about 4 minutes on this 2-core machine); rewrites this file and bench/results.svg
-node bench/run.mjs --smoke    # tiny sizes, one repetition, for CI (also BENCH_SMOKE=1); writes to a temp directory
+npm run bench                 # build, then the full run (6 to 9 minutes on this 2-core machine); writes its report to a temp directory
+npm run bench -- --write      # the same, and rewrites this file and bench/results.svg
+node bench/run.mjs --smoke    # tiny sizes, one repetition, for CI (also BENCH_SMOKE=1); about 10 s
 node bench/run.mjs --only checkout,contended,contended-await --reps 7   # figures: checkout, contended, contended-await, roundtrip, tlsdials, throughput, scale, http, fanout, dials, threads
 node bench/profile.mjs        # CPU and allocation profiles of the checkout and contended paths (--scenario contended-await,rtt-tls,upload,http-agent,fresh-dial,evict-dial,...; --dist DIR for a patched build)
 node bench/primitives.mjs     # what a Duplex, a WeakRef, a FinalizationRegistry entry, a p-limit call cost here

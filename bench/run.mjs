@@ -1,11 +1,14 @@
 // connpool benchmarks: `npm run bench` (builds first) or `node bench/run.mjs`.
 //
-//   --smoke (or BENCH_SMOKE=1)  tiny sizes, one repetition, no targets asserted;
-//                               BENCHMARKS.md and results.svg go to a temp directory
+//   --smoke (or BENCH_SMOKE=1)  tiny sizes, one repetition, no targets asserted
 //   --reps N                    repetitions per subject (default 7; smoke 1)
 //   --only a,b                  figures to run: checkout, contended, contended-await, roundtrip, tlsdials, throughput, scale,
 //                               http, fanout, dials, threads
+//   --write                     update the committed BENCHMARKS.md and bench/results.svg
 //   --out DIR                   where to write BENCHMARKS.md (results.svg goes to DIR/bench)
+//
+// Without --write or --out, BENCHMARKS.md and results.svg go to a new temp
+// directory (its path is printed): a run never rewrites committed files unless asked.
 //
 // stdout: the table, then one JSON line per figure. Progress goes to stderr.
 import { execFileSync } from 'node:child_process';
@@ -30,6 +33,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string' },
     only: { type: 'string' },
     out: { type: 'string' },
+    write: { type: 'boolean', default: false },
   },
 });
 const smoke = args.smoke || ['1', 'true'].includes(process.env.BENCH_SMOKE ?? '');
@@ -117,7 +121,7 @@ async function main() {
   const lines = jsonLines(results, { smoke });
   process.stdout.write(`${textTable(rows)}\n\n${lines.join('\n')}\n`);
 
-  const outDir = args.out ?? (smoke ? mkdtempSync(join(os.tmpdir(), 'connpool-bench-smoke-')) : root);
+  const outDir = args.out ?? (args.write ? root : mkdtempSync(join(os.tmpdir(), `connpool-bench-${smoke ? 'smoke-' : ''}`)));
   mkdirSync(join(outDir, 'bench'), { recursive: true });
   const svgPath = join(outDir, 'bench', 'results.svg');
   const mdPath = join(outDir, 'BENCHMARKS.md');
@@ -141,7 +145,7 @@ async function main() {
     mdPath,
     markdown({ results, smoke, machine, command, reps, seconds, jsonText: lines.join('\n'), chartPath: relative(outDir, svgPath).split('\\').join('/') }),
   );
-  log(`wrote ${mdPath} and ${svgPath} (${seconds.toFixed(0)} s)`);
+  log(`wrote ${mdPath} and ${svgPath} (${seconds.toFixed(0)} s)${args.write || args.out ? '' : '; pass --write to update the committed ones'}`);
 }
 
 process.on('unhandledRejection', (error) => {

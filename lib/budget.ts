@@ -676,11 +676,11 @@ function isHandoff(value: unknown): value is Handoff {
  * connpool in this thread made), or makes it; hands it on to the workers this
  * thread starts; and gives back the slots of each of them when it exits.
  */
-function openMemory(): { memory: Memory; parent: number } {
+function openMemory(): { memory: Memory; parent: number; isOrphan: boolean } {
   const inherited: unknown = getEnvironmentData(KEY);
   if (isHandoff(inherited) && inherited.thread === threadId + 1) {
     // Another copy of connpool in this thread got here first, and already watches its workers.
-    return { memory: new Memory(inherited.buffer), parent: inherited.parent };
+    return { memory: new Memory(inherited.buffer), parent: inherited.parent, isOrphan: false };
   }
   const memory = isHandoff(inherited) ? new Memory(inherited.buffer) : Memory.create(connectionLimit());
   const parent = isHandoff(inherited) ? inherited.thread : 0;
@@ -689,7 +689,10 @@ function openMemory(): { memory: Memory; parent: number } {
     const thread = worker.threadId;
     worker.once('exit', () => memory.reclaim(thread));
   });
-  return { memory, parent };
+  // A worker whose parent had not loaded connpool when it started it inherits nothing: its
+  // budget is its own, and the process's descriptor table is not (each of four such workers
+  // hit EMFILE in a trial). Said once, when its global pool is first used.
+  return { memory, parent, isOrphan: !isMainThread && !isHandoff(inherited) };
 }
 
 const shared = openMemory();
@@ -702,6 +705,14 @@ const shared = openMemory();
  */
 export function processBudget(): Budget {
   const budget = SharedBudget.join(shared.memory, shared.parent);
+  if (budget !== undefined && shared.isOrphan) {
+    process.emitWarning(
+      `connpool: worker thread ${threadId} was started by a thread that had not loaded connpool, so its global pool ` +
+        `has a budget of its own (max ${budget.max}), not the process's: import 'connpool' in the parent before ` +
+        'starting workers (see README, "Worker threads")',
+      { code: 'CONNPOOL_BUDGET' },
+    );
+  }
   if (budget !== undefined) return budget;
   process.emitWarning(`connpool: more than ${CAPACITY} threads use the global pool; this one gets a budget of its own`, { code: 'CONNPOOL_BUDGET' });
   return new Budget(connectionLimit());

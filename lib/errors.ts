@@ -78,12 +78,21 @@ export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RA
   return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' as const });
 }
 
+/** undici's own timeouts: connect, response headers, response body. */
+const UNDICI_TIMEOUT_CODES: ReadonlySet<unknown> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** How far {@link isTimeout} follows `cause`: deeper chains are not timeouts it can vouch for. */
+const MAX_CAUSE_DEPTH = 8;
+
 /**
  * Whether `error` means something timed out, whatever its shape: a wait for
  * a slot that gave up because its signal timed out
  * (`ResourceLimitExceededError` whose `cause` is a `TimeoutError`), an
- * `AbortSignal.timeout()` that fired during a dial (`TimeoutError`), or a
- * connect timeout (`ETIMEDOUT`).
+ * `AbortSignal.timeout()` that fired during a dial (`TimeoutError`), a
+ * connect timeout (`ETIMEDOUT`), or undici's connect, headers and body
+ * timeouts (`UND_ERR_*_TIMEOUT`). An error that wraps one of these as its
+ * `cause` is a timeout too, as `fetch()`'s `TypeError('fetch failed')` does:
+ * the chain is followed up to 8 levels, cycles included.
  *
  * @example
  * ```ts
@@ -92,8 +101,13 @@ export function outOfRange(message: string): RangeError & { code: 'ERR_OUT_OF_RA
  * ```
  */
 export function isTimeout(error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false;
-  const { name, code, cause } = error as { name?: unknown; code?: unknown; cause?: unknown };
-  if (name === 'TimeoutError' || code === 'ETIMEDOUT') return true;
-  return error instanceof ResourceLimitExceededError && isTimeout(cause);
+  let current = error;
+  for (let depth = 0; depth <= MAX_CAUSE_DEPTH; depth++) {
+    if (typeof current !== 'object' || current === null) return false;
+    const { name, code, cause } = current as { name?: unknown; code?: unknown; cause?: unknown };
+    if (name === 'TimeoutError' || code === 'ETIMEDOUT' || UNDICI_TIMEOUT_CODES.has(code)) return true;
+    if (cause === current) return false;
+    current = cause;
+  }
+  return false;
 }

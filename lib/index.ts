@@ -1,5 +1,17 @@
 export { New, ConnResource, type ConnResourceOptions } from './conn-resource.js';
-export { PooledConn } from './conn.js';
+import { PooledConn as Conn } from './conn.js';
+/**
+ * A pooled network connection, as `ConnResource#get()` hands it out: a
+ * `stream.Duplex` over a socket the pool owns, with `put()`, `close()` and
+ * what Go's `net.Conn` offers (addresses, timeouts, TLS peer certificate).
+ */
+export type PooledConn = Conn;
+/**
+ * The class of pooled connections, for `instanceof`. Connections come from
+ * `ConnResource#get()`: the constructor is not part of the public types
+ * (`new PooledConn()` is a type error).
+ */
+export const PooledConn: abstract new (...args: never) => Conn = Conn;
 export { getResourcePool, ResourcePool, type PoolStats, type ResourcePoolOptions } from './pool.js';
 export { Resource, type AllocateReleaser } from './resource.js';
 export { connectionLimit } from './limits.js';

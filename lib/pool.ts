@@ -3,7 +3,7 @@ import { describe } from './address.js';
 import { Budget, IDLE, IN_USE, processBudget, RELEASING, type Counters, type PoolStats } from './budget.js';
 import { channels } from './diagnostics.js';
 import { invalidArgType, outOfRange, PoolClosedError, QueueFullError, ResourceLimitExceededError } from './errors.js';
-import { Resource, type AllocateReleaser } from './resource.js';
+import { newResource, type AllocateReleaser, type Resource } from './resource.js';
 import type { Claimant, Seat } from './seat.js';
 import { NO_ROOM, SlotQueue } from './slots.js';
 
@@ -98,7 +98,12 @@ export class ResourcePool {
    * @throws {TypeError} `ERR_INVALID_ARG_TYPE` if an option is not a number.
    * @throws {RangeError} `ERR_OUT_OF_RANGE` if `max` is not an integer >= 1, or another option is out of range.
    */
-  constructor(options: ResourcePoolOptions, /** @internal */ budget?: Budget) {
+  constructor(options: ResourcePoolOptions);
+  // The global pool draws on the process budget. This overload is stripped
+  // from the published types, so a user's extra argument is a type error.
+  /** @internal */
+  constructor(options: ResourcePoolOptions, budget: Budget);
+  constructor(options: ResourcePoolOptions, budget?: Budget) {
     const max: unknown = options?.max;
     if (typeof max !== 'number') throw invalidArgType(`max must be an integer >= 1, received ${describe(max)}`);
     if (!Number.isInteger(max) || max < 1) throw outOfRange(`max must be an integer >= 1, received ${describe(max)}`);
@@ -159,7 +164,7 @@ export class ResourcePool {
     if (typeof allocateReleaser?.allocate !== 'function' || typeof allocateReleaser.release !== 'function') {
       throw invalidArgType(`create() needs an object with allocate() and release() methods, received ${describe(allocateReleaser)}`);
     }
-    return new Resource(this, allocateReleaser);
+    return newResource(this, allocateReleaser);
   }
 
   /**

@@ -25,6 +25,13 @@ export interface AllocateReleaser {
  */
 type ResourceState = 'free' | 'getting' | 'held' | 'idle' | 'releasing';
 
+let makeResource: (pool: ResourcePool, allocateReleaser: AllocateReleaser) => Resource;
+
+/** Makes a {@link Resource} for {@link ResourcePool.create}, whose constructor is private. @internal */
+export function newResource(pool: ResourcePool, allocateReleaser: AllocateReleaser): Resource {
+  return makeResource(pool, allocateReleaser);
+}
+
 /**
  * One resource of a shared budget, made by {@link ResourcePool.create}: the
  * Go package's `resourcepool.Resource`. `get()` takes a slot and allocates
@@ -47,8 +54,8 @@ export class Resource {
   /** How the last holder let go, so that put() after release() is harmless and a second put() is not. */
   #lastEnd: 'put' | 'release' | undefined = undefined;
 
-  /** @internal Use {@link ResourcePool.create}. */
-  constructor(pool: ResourcePool, allocateReleaser: AllocateReleaser) {
+  /** Resources come from {@link ResourcePool.create}: the constructor is private, in the published types too. */
+  private constructor(pool: ResourcePool, allocateReleaser: AllocateReleaser) {
     this.#pool = pool;
     this.#allocateReleaser = allocateReleaser;
     this.#seat = new ResourceSeat(() => this.#shut());
@@ -58,6 +65,10 @@ export class Resource {
       seated: (claim) => this.#seated(claim),
       abandoned: () => this.#abandoned(),
     };
+  }
+
+  static {
+    makeResource = (pool, allocateReleaser) => new Resource(pool, allocateReleaser);
   }
 
   /**
