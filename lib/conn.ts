@@ -220,7 +220,9 @@ export class PooledConn extends Duplex {
    * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
    */
   get bytesRead(): number {
-    return this.#live().bytesRead - this.#pooled.bytesReadBefore;
+    // Counted here rather than read from the socket, whose count (a native
+    // call) would have to be taken at every put() to tell lendings apart.
+    return this.#pooled.bytesDelivered + this.#live().readableLength;
   }
 
   /**

@@ -174,8 +174,8 @@ export class PooledSocket extends Seat {
   #isSeenBySweep = false;
   #closing: Promise<void> | undefined = undefined;
   #resolveClosed: (() => void) | undefined = undefined;
-  /** The socket's `bytesRead` when it was last put back, so that a connection counts its own. */
-  bytesReadBefore = 0;
+  /** Bytes handed to the current borrower: with what the socket holds unread, what it has received (`bytesRead`). */
+  bytesDelivered = 0;
 
   constructor(
     readonly socket: Socket,
@@ -199,6 +199,7 @@ export class PooledSocket extends Seat {
     this.isOut = this.#isLent = true;
     this.#anchor = user;
     this.#trace = trace;
+    this.bytesDelivered = 0;
     this.stack.index.lent(this);
     this.socket.ref();
     return wasLent;
@@ -230,6 +231,7 @@ export class PooledSocket extends Seat {
   pull(user: Duplex): void {
     const socket = this.socket;
     for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) {
+      this.bytesDelivered += chunk.length;
       if (!user.push(chunk)) return;
     }
     if (socket.errored !== null) user.destroy(socket.errored);
@@ -257,7 +259,6 @@ export class PooledSocket extends Seat {
       void this.pool.dispose(this);
       return;
     }
-    this.bytesReadBefore = socket.bytesRead;
     socket.unref();
     this.stack.push(this);
     this.pool.checkIn(this);
