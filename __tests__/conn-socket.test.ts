@@ -1,8 +1,10 @@
 import { once } from 'node:events';
+import fc from 'fast-check';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { ConnReleasedError, New, ResourcePool, tlsDialer, type PooledConn } from '../lib/index.js';
+import { fuzzOptions, fuzzTimeout } from './helpers/fuzz-options.js';
 import { gc } from './helpers/gc.js';
 import { drainPool } from './helpers/pool.js';
 import { makeCerts, startServer, startTlsServer, until, type Certs, type TestServer } from './helpers/servers.js';
@@ -163,6 +165,99 @@ describe('the peer ends or resets a lent connection', () => {
     expect(again.reused).toBe(false);
     again.put();
   });
+});
+
+/** What the peer and the client may do, in any order (E14's state machine of a lent connection). */
+const STEPS = [
+  'peer writes',
+  'peer writes a lot',
+  'peer ends',
+  'peer resets',
+  'client resumes',
+  'client pauses',
+  "client awaits once('data')",
+  'client reads',
+  'client writes',
+  'client ends',
+] as const;
+type Step = (typeof STEPS)[number];
+
+/** Runs `steps` on a client and its peer, letting each settle; returns what the client showed. */
+async function runSteps(open: Open, steps: readonly Step[]): Promise<{ events: string[]; states: string[]; read: number | string }> {
+  const client = (await open()) as net.Socket;
+  const peer = await nextPeer();
+  const events = record(client);
+  const states: string[] = [];
+  let read = 0;
+  const count = (chunk: Buffer): void => void (read += chunk.length);
+  for (const step of steps) {
+    switch (step) {
+      case 'peer writes':
+        if (peer.writable) peer.write(Buffer.alloc(100, 1));
+        break;
+      case 'peer writes a lot':
+        if (peer.writable) peer.write(Buffer.alloc(200_000, 2));
+        break;
+      case 'peer ends':
+        peer.end();
+        break;
+      case 'peer resets':
+        peer.resetAndDestroy();
+        break;
+      case 'client resumes':
+        if (client.listenerCount('data') === 0) client.on('data', count);
+        client.resume();
+        break;
+      case 'client pauses':
+        client.pause();
+        break;
+      case "client awaits once('data')":
+        once(client, 'data').catch(() => {});
+        break;
+      case 'client reads':
+        if (client.readableFlowing !== true && !client.destroyed) {
+          const chunk = client.read() as Buffer | null;
+          if (chunk !== null) read += chunk.length;
+        }
+        break;
+      case 'client writes':
+        if (client.writable) client.write('x');
+        break;
+      case 'client ends':
+        if (client.writable) client.end();
+        break;
+    }
+    await turns(3);
+    states.push(`${step}: ${client.readyState}`);
+  }
+  // How many bytes one read() returns depends on buffering, not a contract:
+  // compare the bytes read once the client has read all there is (a reset
+  // loses what was buffered, the amount of which depends on buffering too).
+  const isLossless = !steps.includes('peer resets');
+  if (isLossless && !client.destroyed) {
+    if (client.listenerCount('data') === 0) client.on('data', count);
+    client.resume();
+  }
+  for (let i = 0; i < 20 && !client.closed; i++) await turns(1);
+  const shown = { events: [...events], states, read: isLossless ? read : 'not compared' };
+  const stream: Duplex = client;
+  if (stream instanceof net.Socket) stream.destroy();
+  else if (!stream.destroyed) (stream as PooledConn).put();
+  peer.destroy();
+  return shown;
+}
+
+describe('the state machine of a lent connection, against net.Socket', () => {
+  test('E14 E10: any sequence of peer and client steps shows the same events, readyStates and bytes on a PooledConn as on a net.Socket', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.constantFrom(...STEPS), { minLength: 1, maxLength: 8 }), async (steps) => {
+        const seen = await onBoth((open) => runSteps(open, steps));
+        expect(seen.pooled).toEqual(seen.stock);
+        await until(() => pool.stats().inUse === 0 && pool.stats().releasing === 0, 'the slot back');
+      }),
+      fuzzOptions<[Step[]]>(25),
+    );
+  }, fuzzTimeout);
 });
 
 describe('net.Socket members', () => {

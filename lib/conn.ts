@@ -148,7 +148,12 @@ export class PooledConn extends Duplex {
   /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
   override read(size?: number): ReturnType<Duplex['read']> {
     // Readable's own bookkeeping calls read(0); only a real read is a use.
-    if (size !== 0) this.#assertOut();
+    if (size !== 0) {
+      this.#assertOut();
+      // A net.Socket's read() returns all it holds: bytes that reached the
+      // socket after this stream's last pull join them first.
+      if (this.readableLength > 0 && this.#isHolding && this.#socket.readableLength > 0) this.#pooled.pull(this);
+    }
     return super.read(size);
   }
 

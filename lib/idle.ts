@@ -230,6 +230,8 @@ export class PooledSocket extends Seat {
    */
   pull(user: Duplex): void {
     const socket = this.socket;
+    this.#read = NO_READ;
+    this.#reader = undefined;
     for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) {
       this.bytesDelivered += chunk.length;
       if (!user.push(chunk)) return;
@@ -334,7 +336,11 @@ export class PooledSocket extends Seat {
       const reader = this.#reader ?? this.#borrower();
       this.#read = NO_READ;
       this.#reader = undefined;
-      if (reader !== undefined) this.pull(reader);
+      if (reader === undefined) return;
+      this.pull(reader);
+      // As net.Socket after its EOF: a read(0) emits 'end' if nothing is
+      // left to read, even when the pending read was a paused read() call.
+      if (this.socket.readableEnded && !reader.destroyed) reader.read(0);
     } else if (this.isIdle) {
       void this.pool.dispose(this);
     } else if (this.#isLent) {
