@@ -242,7 +242,7 @@ async function runSteps(open: Open, steps: readonly Step[]): Promise<{ events: s
   const shown = { events: [...events], states, read: isLossless ? read : 'not compared' };
   const stream: Duplex = client;
   if (stream instanceof net.Socket) stream.destroy();
-  else if (!stream.destroyed) (stream as PooledConn).put();
+  else await (stream as PooledConn).close(); // not put(): the next run must dial, for nextPeer()
   peer.destroy();
   return shown;
 }
@@ -256,6 +256,58 @@ describe('the state machine of a lent connection, against net.Socket', () => {
         await until(() => pool.stats().inUse === 0 && pool.stats().releasing === 0, 'the slot back');
       }),
       fuzzOptions<[Step[]]>(25),
+    );
+  }, fuzzTimeout);
+});
+
+describe('a lent connection let go at any point', () => {
+  const RELEASES = ['put', 'close', 'destroy'] as const;
+  test('E10 E14 S6: put(), close() or destroy() at any step, then whatever the peer does: nothing thrown later, the slot comes back, put() and close() after it do nothing', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.constantFrom(...STEPS), { minLength: 1, maxLength: 6 }),
+        fc.nat(6),
+        fc.constantFrom(...RELEASES),
+        fc.array(fc.constantFrom('peer writes', 'peer ends', 'peer resets'), { maxLength: 3 }),
+        async (steps, at, release, after) => {
+          const runPool = new ResourcePool({ max: 2 });
+          const res = New('tcp', server.address, { pool: runPool });
+          const conn = await res.get();
+          const peer = await nextPeer();
+          conn.on('error', () => {});
+          const before = steps.slice(0, at);
+          for (const step of before) {
+            if (step === 'peer writes' || step === 'peer writes a lot') peer.write(Buffer.alloc(step === 'peer writes' ? 100 : 200_000));
+            else if (step === 'peer ends') peer.end();
+            else if (step === 'peer resets') peer.resetAndDestroy();
+            else if (step === 'client resumes') conn.resume();
+            else if (step === 'client pauses') conn.pause();
+            else if (step === "client awaits once('data')") once(conn, 'data').catch(() => {});
+            else if (step === 'client reads' && conn.readableFlowing !== true && !conn.destroyed) conn.read();
+            else if (step === 'client writes' && conn.writable) conn.write('x');
+            else if (step === 'client ends' && conn.writable) conn.end();
+            await turns(1);
+          }
+          if (release === 'put') conn.put();
+          else if (release === 'close') await conn.close();
+          else conn.destroy();
+          for (const step of after) {
+            if (step === 'peer writes' && peer.writable) peer.write('late');
+            else if (step === 'peer ends') peer.end();
+            else peer.resetAndDestroy();
+            await turns(1);
+          }
+          if (release === 'put') expect(() => conn.put()).toThrow(ConnReleasedError); // S7
+          else expect(() => conn.put()).not.toThrow();
+          await expect(conn.close()).resolves.toBeUndefined();
+          await until(() => runPool.stats().inUse === 0 && runPool.stats().releasing === 0, 'the slot back');
+          peer.destroy();
+          expect(await res.get(AbortSignal.timeout(5_000)).then((again) => (again.put(), 'got one'))).toBe('got one');
+          await drainPool(runPool);
+          for (const extra of accepted.splice(0)) extra.destroy();
+        },
+      ),
+      fuzzOptions<[Step[], number, (typeof RELEASES)[number], string[]]>(25),
     );
   }, fuzzTimeout);
 });

@@ -772,10 +772,20 @@ async function dropConn(op, conn, state, kind) {
     case 'once':
       // The read stays pending, with nobody listening: it must not keep the connection alive (E15).
       conn.write(`Q ${op.id} echo 1 0 0 0 ${op.payload}\n`);
-      try {
-        await once(conn, 'data');
-      } catch {
-        count('drop once: the connection failed first');
+      {
+        // once() settles on 'data' or 'error' only: a peer's FIN (an accept fault) would leave it pending for ever.
+        const gone = new AbortController();
+        const onGone = () => gone.abort();
+        conn.once('end', onGone);
+        conn.once('close', onGone);
+        try {
+          if (state.ended || state.closed) throw new Error('ended before the read');
+          await once(conn, 'data', { signal: gone.signal });
+        } catch {
+          count('drop once: the connection ended or failed first');
+        }
+        conn.off('end', onGone);
+        conn.off('close', onGone);
       }
       break;
     case 'written':
