@@ -14,6 +14,13 @@ import type { Claim, Claimant } from './seat.js';
 export interface ConnResourceOptions {
   /** The pool whose slots the connection takes. @default getResourcePool() */
   pool?: ResourcePool;
+  /**
+   * Keeps a connection half-open when its peer ends it: it emits `'end'` and
+   * stays writable until you end it (then it closes). By default, as a
+   * `net.Socket`, it ends its own side at once and closes.
+   * @default false
+   */
+  allowHalfOpen?: boolean;
 }
 
 const defaultDialer = netDialer();
@@ -35,6 +42,7 @@ export class ConnResource {
   readonly #pool: ResourcePool;
   readonly #index: IdleIndex;
   readonly #claimant: Claimant<PooledConn>;
+  readonly #allowHalfOpen: boolean;
   /** The dialer of the current or last get(), and its idle key. */
   #dialer: Dialer = defaultDialer;
   #key: string;
@@ -59,6 +67,7 @@ export class ConnResource {
     this.network = network;
     this.address = address;
     this.#pool = pool;
+    this.#allowHalfOpen = options.allowHalfOpen === true;
     let index = indexes.get(pool);
     if (index === undefined) indexes.set(pool, (index = new IdleIndex()));
     this.#index = index;
@@ -137,7 +146,7 @@ export class ConnResource {
     this.#own = pooled;
     const trace = this.#trace;
     this.#abandoned();
-    return new PooledConn(pooled, this, trace);
+    return new PooledConn(pooled, this, trace, this.#allowHalfOpen);
   }
 
   /** The get() in progress is over, whatever came of it; a scheduleClose() meant for it ends with it. */

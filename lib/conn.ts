@@ -1,12 +1,24 @@
-import type { Socket } from 'node:net';
+import type { X509Certificate } from 'node:crypto';
+import type { AddressInfo, Socket, SocketReadyState } from 'node:net';
 import { Duplex } from 'node:stream';
-import { TLSSocket, type DetailedPeerCertificate, type PeerCertificate } from 'node:tls';
+import {
+  TLSSocket,
+  type CipherNameAndProtocol,
+  type DetailedPeerCertificate,
+  type EphemeralKeyInfo,
+  type PeerCertificate,
+} from 'node:tls';
 import { ConnReleasedError } from './errors.js';
 import type { PooledSocket } from './idle.js';
 
 type WriteCallback = (error?: Error | null) => void;
 
-const DUPLEX_OPTIONS = { readableHighWaterMark: 0 };
+// No read-ahead: _read() is called only for a consumer, and a pending read is
+// what holds the connection from its socket (E9): bytes nobody asked for stay
+// in the socket's buffer. As `net.Socket`, a connection ends its own side when
+// its peer ends (allowHalfOpen: false) unless its handle asked otherwise.
+const DUPLEX_OPTIONS = { readableHighWaterMark: 0, allowHalfOpen: false };
+const HALF_OPEN_OPTIONS = { readableHighWaterMark: 0, allowHalfOpen: true };
 
 const OUT = 0;
 const PUT = 1;
@@ -15,9 +27,14 @@ const CLOSED = 2;
 const DESTROYED = 3;
 
 /**
- * A pooled network connection: a `Duplex` over a socket the pool owns, which
- * also offers what Go's `net.Conn` does (addresses, timeouts) and, over TLS,
- * the peer's certificate and ALPN protocol.
+ * A pooled network connection: a `Duplex` over a socket the pool owns that
+ * behaves as the `net.Socket` (or `tls.TLSSocket`) it stands for (E14): its
+ * members (addresses, byte counts, `readyState`, timeouts, `setNoDelay`, ...)
+ * and, over TLS, the `TLSSocket` ones pass through to the socket. When the
+ * peer ends the connection it emits `'end'` after every byte, ends its own
+ * side and emits `'close'`, whether or not anyone reads (unless its handle
+ * was made with `allowHalfOpen: true`); a reset emits `'error'` then
+ * `'close'`. Either way its slot is free once the socket is closed.
  *
  * Reads and writes go straight to the socket, with backpressure. When done,
  * `put()` it (the socket goes back to the idle list if it is clean) or
@@ -48,14 +65,14 @@ export class PooledConn extends Duplex {
   #hasTimeout = false;
   #isPiped = false;
   #pendingWrite: WriteCallback | undefined = undefined;
+  /** Bytes of the write in flight, and of the writes completed, for {@link bytesWritten}. */
+  #writing = 0;
+  #written = 0;
   #closing: Promise<void> | undefined = undefined;
 
   /** @internal Connections come from `ConnResource#get()`. */
-  constructor(pooled: PooledSocket, owner: object, trace?: Error) {
-    // No read-ahead: _read() is called only for a consumer, and a pending
-    // read is what holds the connection from its socket (E9): bytes nobody
-    // asked for stay in the socket's buffer.
-    super(DUPLEX_OPTIONS);
+  constructor(pooled: PooledSocket, owner: object, trace?: Error, allowHalfOpen = false) {
+    super(allowHalfOpen ? HALF_OPEN_OPTIONS : DUPLEX_OPTIONS);
     this.#pooled = pooled;
     this.#socket = pooled.socket;
     this.reused = pooled.lend(this, owner, trace);
@@ -131,7 +148,12 @@ export class PooledConn extends Duplex {
   /** @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`. */
   override read(size?: number): ReturnType<Duplex['read']> {
     // Readable's own bookkeeping calls read(0); only a real read is a use.
-    if (size !== 0) this.#assertOut();
+    if (size !== 0) {
+      this.#assertOut();
+      // A net.Socket's read() returns all it holds: bytes that reached the
+      // socket after this stream's last pull join them first.
+      if (this.readableLength > 0 && this.#isHolding && this.#socket.readableLength > 0) this.#pooled.pull(this);
+    }
     return super.read(size);
   }
 
@@ -162,6 +184,11 @@ export class PooledConn extends Duplex {
     return super.end(chunk, encoding as BufferEncoding, callback);
   }
 
+  /** The local address, family and port, as `net.Socket#address()`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  address(): AddressInfo | Record<string, never> {
+    return this.#live().address();
+  }
+
   /** The local IP address. @throws {ConnReleasedError} after `put()` or `close()`. */
   get localAddress(): string | undefined {
     return this.#live().localAddress;
@@ -170,6 +197,11 @@ export class PooledConn extends Duplex {
   /** The local port. @throws {ConnReleasedError} after `put()` or `close()`. */
   get localPort(): number | undefined {
     return this.#live().localPort;
+  }
+
+  /** `'IPv4'` or `'IPv6'`, of the local address. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get localFamily(): string | undefined {
+    return this.#live().localFamily;
   }
 
   /** The peer's IP address. @throws {ConnReleasedError} after `put()` or `close()`. */
@@ -187,39 +219,62 @@ export class PooledConn extends Duplex {
     return this.#live().remoteFamily;
   }
 
-  /** Whether the socket is TLS. @throws {ConnReleasedError} after `put()` or `close()`. */
-  get encrypted(): boolean {
-    return this.#live() instanceof TLSSocket;
-  }
-
   /**
-   * Whether the peer's certificate was verified against the trusted CAs;
-   * false for plain TCP. @throws {ConnReleasedError} after `put()` or `close()`.
-   */
-  get authorized(): boolean {
-    const socket = this.#live();
-    return socket instanceof TLSSocket && socket.authorized;
-  }
-
-  /**
-   * The protocol chosen by ALPN: a string, `false` if none was, `null` for
-   * plain TCP. @throws {ConnReleasedError} after `put()` or `close()`.
-   */
-  get alpnProtocol(): string | false | null {
-    const socket = this.#live();
-    return socket instanceof TLSSocket ? socket.alpnProtocol ?? false : null;
-  }
-
-  /**
-   * The peer's certificate; `undefined` for plain TCP.
+   * Bytes received on this connection since `get()` (a reused socket's
+   * earlier exchanges do not count), as `net.Socket#bytesRead`.
    * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
    */
-  getPeerCertificate(detailed: true): DetailedPeerCertificate | undefined;
-  getPeerCertificate(detailed?: false): PeerCertificate | undefined;
-  getPeerCertificate(detailed?: boolean): PeerCertificate | DetailedPeerCertificate | undefined;
-  getPeerCertificate(detailed?: boolean): PeerCertificate | DetailedPeerCertificate | undefined {
-    const socket = this.#live();
-    return socket instanceof TLSSocket ? socket.getPeerCertificate(detailed as true) : undefined;
+  get bytesRead(): number {
+    // Counted here rather than read from the socket, whose count (a native
+    // call) would have to be taken at every put() to tell lendings apart.
+    return this.#pooled.bytesDelivered + this.#live().readableLength;
+  }
+
+  /**
+   * Bytes written to this connection, sent or still buffered, as
+   * `net.Socket#bytesWritten`.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
+   */
+  get bytesWritten(): number {
+    this.#assertOut();
+    return this.#written + this.writableLength;
+  }
+
+  /**
+   * `'open'`, `'readOnly'` (its side ended), `'writeOnly'` (the peer's side
+   * ended, half-open) or `'closed'` (also once put or closed), as
+   * `net.Socket#readyState`; never `'opening'`: a connection is handed out
+   * connected.
+   */
+  get readyState(): SocketReadyState {
+    if (this.#state !== OUT || this.destroyed) return 'closed';
+    if (this.readable) return this.writable ? 'open' : 'readOnly';
+    return this.writable ? 'writeOnly' : 'closed';
+  }
+
+  /** True once the connection has no socket any more (put, closed or destroyed), as `net.Socket#pending`. */
+  get pending(): boolean {
+    return this.#state !== OUT || this.destroyed;
+  }
+
+  /** Always false: a connection is handed out connected. */
+  get connecting(): boolean {
+    return false;
+  }
+
+  /**
+   * The connection is connected already: emits `'connect'`, then `'ready'`,
+   * on a later tick, and ignores the address given, for a client that calls
+   * `connect()` on a stream it was handed (as pg does). `listener` is added
+   * for `'connect'`.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
+   */
+  connect(...args: unknown[]): this {
+    this.#assertOut();
+    const listener = args[args.length - 1];
+    if (typeof listener === 'function') this.once('connect', listener as () => void);
+    process.nextTick(emitConnect, this);
+    return this;
   }
 
   /**
@@ -244,11 +299,6 @@ export class PooledConn extends Duplex {
     return this.#live().timeout;
   }
 
-  /** Always false: a connection is handed out connected. */
-  get connecting(): boolean {
-    return false;
-  }
-
   /** Lets the socket keep the event loop alive (the default while out). @throws {ConnReleasedError} after `put()` or `close()`. */
   ref(): this {
     this.#live().ref();
@@ -269,6 +319,19 @@ export class PooledConn extends Duplex {
     else this.once('finish', () => void this.close());
   }
 
+  /**
+   * Closes the connection with a TCP reset (RST) instead of a FIN, as
+   * `net.Socket#resetAndDestroy`; its slot is freed as by `close()`.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
+   * @throws `ERR_INVALID_HANDLE_TYPE` over TLS (as `tls.TLSSocket`).
+   */
+  resetAndDestroy(): this {
+    const socket = this.#live();
+    if (this.#isHolding) socket.resetAndDestroy();
+    this.destroy();
+    return this;
+  }
+
   /** Sets `TCP_NODELAY`. @throws {ConnReleasedError} after `put()` or `close()`. */
   setNoDelay(noDelay = true): this {
     this.#live().setNoDelay(noDelay);
@@ -281,6 +344,133 @@ export class PooledConn extends Duplex {
     return this;
   }
 
+  // The tls.TLSSocket API, passed through to the socket. On plain TCP the
+  // getters say so (not encrypted, not authorized) and the methods return
+  // undefined. Each throws ConnReleasedError after put() or close() (S8).
+
+  /** Whether the socket is TLS. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get encrypted(): boolean {
+    return this.#live() instanceof TLSSocket;
+  }
+
+  /**
+   * Whether the peer's certificate was verified against the trusted CAs;
+   * false for plain TCP. @throws {ConnReleasedError} after `put()` or `close()`.
+   */
+  get authorized(): boolean {
+    return this.#tls()?.authorized ?? false;
+  }
+
+  /** Why the peer's certificate was not verified, as `tls.TLSSocket#authorizationError`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get authorizationError(): Error | undefined {
+    return this.#tls()?.authorizationError;
+  }
+
+  /**
+   * The protocol chosen by ALPN: a string, `false` if none was, `null` for
+   * plain TCP. @throws {ConnReleasedError} after `put()` or `close()`.
+   */
+  get alpnProtocol(): string | false | null {
+    const socket = this.#tls();
+    return socket === undefined ? null : (socket.alpnProtocol ?? false);
+  }
+
+  /** The server name sent for SNI, as `tls.TLSSocket#servername`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  get servername(): string | false | null | undefined {
+    return this.#tls()?.servername;
+  }
+
+  /**
+   * The peer's certificate; `undefined` for plain TCP.
+   * @throws {ConnReleasedError} `ERR_CONN_RELEASED` after `put()` or `close()`.
+   */
+  getPeerCertificate(detailed: true): DetailedPeerCertificate | undefined;
+  getPeerCertificate(detailed?: false): PeerCertificate | undefined;
+  getPeerCertificate(detailed?: boolean): PeerCertificate | DetailedPeerCertificate | undefined;
+  getPeerCertificate(detailed?: boolean): PeerCertificate | DetailedPeerCertificate | undefined {
+    return this.#tls()?.getPeerCertificate(detailed as true);
+  }
+
+  /** The peer's certificate as an `X509Certificate`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getPeerX509Certificate(): X509Certificate | undefined {
+    return this.#tls()?.getPeerX509Certificate();
+  }
+
+  /** The local certificate, as `tls.TLSSocket#getCertificate`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getCertificate(): PeerCertificate | object | null | undefined {
+    return this.#tls()?.getCertificate();
+  }
+
+  /** The local certificate as an `X509Certificate`. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getX509Certificate(): X509Certificate | undefined {
+    return this.#tls()?.getX509Certificate();
+  }
+
+  /** The cipher suite negotiated. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getCipher(): CipherNameAndProtocol | undefined {
+    return this.#tls()?.getCipher();
+  }
+
+  /** The TLS version negotiated (`'TLSv1.3'`, ...). @throws {ConnReleasedError} after `put()` or `close()`. */
+  getProtocol(): string | null | undefined {
+    return this.#tls()?.getProtocol();
+  }
+
+  /** The TLS session, for resumption. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getSession(): Buffer | undefined {
+    return this.#tls()?.getSession();
+  }
+
+  /** Whether the TLS session was resumed. @throws {ConnReleasedError} after `put()` or `close()`. */
+  isSessionReused(): boolean | undefined {
+    return this.#tls()?.isSessionReused();
+  }
+
+  /** The last Finished message sent. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getFinished(): Buffer | undefined {
+    return this.#tls()?.getFinished();
+  }
+
+  /** The last Finished message received. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getPeerFinished(): Buffer | undefined {
+    return this.#tls()?.getPeerFinished();
+  }
+
+  /** Keying material (RFC 5705). @throws {ConnReleasedError} after `put()` or `close()`. */
+  exportKeyingMaterial(length: number, label: string, context?: Buffer): Buffer | undefined {
+    return this.#tls()?.exportKeyingMaterial(length, label, context as Buffer);
+  }
+
+  /** The ephemeral key exchange parameters. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getEphemeralKeyInfo(): EphemeralKeyInfo | object | null | undefined {
+    return this.#tls()?.getEphemeralKeyInfo();
+  }
+
+  /** The signature algorithms shared with the peer. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getSharedSigalgs(): string[] | undefined {
+    return this.#tls()?.getSharedSigalgs();
+  }
+
+  /** The TLS session ticket. @throws {ConnReleasedError} after `put()` or `close()`. */
+  getTLSTicket(): Buffer | undefined {
+    return this.#tls()?.getTLSTicket();
+  }
+
+  /** Sets the largest TLS fragment sent. @throws {ConnReleasedError} after `put()` or `close()`. */
+  setMaxSendFragment(size: number): boolean {
+    return this.#tls()?.setMaxSendFragment(size) ?? false;
+  }
+
+  /** Refuses renegotiation requested by the peer. @throws {ConnReleasedError} after `put()` or `close()`. */
+  disableRenegotiation(): void {
+    this.#tls()?.disableRenegotiation();
+  }
+
+  /** Prints TLS packet traces to stderr. @throws {ConnReleasedError} after `put()` or `close()`. */
+  enableTrace(): void {
+    this.#tls()?.enableTrace();
+  }
+
   override _read(): void {
     if (this.#isHolding) this.#pooled.pull(this);
   }
@@ -289,6 +479,7 @@ export class PooledConn extends Duplex {
     // Never into a socket that may be someone else's by now.
     if (!this.#isHolding) return callback();
     this.#pendingWrite = callback;
+    this.#writing = chunk.length;
     this.#socket.write(chunk, encoding, this.#afterWrite);
   }
 
@@ -297,8 +488,13 @@ export class PooledConn extends Duplex {
     const socket = this.#socket;
     const last = chunks.length - 1;
     this.#pendingWrite = callback;
+    let bytes = chunks[last]!.chunk.length;
     socket.cork();
-    for (let i = 0; i < last; i++) socket.write(chunks[i]!.chunk);
+    for (let i = 0; i < last; i++) {
+      bytes += chunks[i]!.chunk.length;
+      socket.write(chunks[i]!.chunk);
+    }
+    this.#writing = bytes;
     socket.write(chunks[last]!.chunk, this.#afterWrite);
     socket.uncork();
   }
@@ -317,6 +513,8 @@ export class PooledConn extends Duplex {
   readonly #afterWrite = (error?: Error | null): void => {
     const callback = this.#pendingWrite!;
     this.#pendingWrite = undefined;
+    this.#written += this.#writing;
+    this.#writing = 0;
     callback(this.#isHolding ? error : null);
   };
 
@@ -345,6 +543,9 @@ export class PooledConn extends Duplex {
     // before the state changes: until then, reads are still the user's.
     if (this.#isPiped) this.unpipe();
     if (this.readableFlowing === true) this.pause();
+    // Nor does Duplex end it when an 'end' already on its way is emitted:
+    // end() would throw on a later tick once the connection is released.
+    if (!this.allowHalfOpen) this.allowHalfOpen = true;
     this.#state = state;
     this.#pooled.isOut = false;
   }
@@ -357,6 +558,17 @@ export class PooledConn extends Duplex {
     this.#assertOut();
     return this.#socket;
   }
+
+  #tls(): TLSSocket | undefined {
+    const socket = this.#live();
+    return socket instanceof TLSSocket ? socket : undefined;
+  }
+}
+
+function emitConnect(conn: PooledConn): void {
+  if (!conn.isOut || conn.destroyed) return;
+  conn.emit('connect');
+  conn.emit('ready');
 }
 
 // Resolving a promise with a connection looks up `then` on it: found at once

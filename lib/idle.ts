@@ -107,8 +107,20 @@ class Lease {
     readonly pooled: PooledSocket,
     /** Where the borrower got the socket, when leak tracing is on. */
     readonly trace: Error | undefined,
+    /** The borrower, to tell it what becomes of its socket while it lives. */
+    readonly borrower: WeakRef<Duplex>,
   ) {}
 }
+
+/** No read is pending. */
+const NO_READ = 0;
+/** A read is pending and its data is listened for: the socket holds the connection until it comes. */
+const HELD_READ = 1;
+/**
+ * A read is pending that nobody listens for (a flowing stream whose
+ * `once('data')` has fired): it does not keep the connection alive (E15).
+ */
+const UNHELD_READ = 2;
 
 /**
  * A socket the pool owns, for its whole life: lent to one connection at a
@@ -126,8 +138,13 @@ class Lease {
  * put back within moments, and watching each for leaks would cost every
  * get(). A connection still out after a full leak sweep is registered for
  * collection, and from then on the socket references it only while a read
- * is pending or a timeout is set: if its user dropped it without put(), it is
- * collected and reported (E9).
+ * whose data someone listens for is pending, or a timeout is set: if its user
+ * dropped it without put(), it is collected and reported (E9, E15). Until
+ * then the socket reaches it weakly, to tell it of its peer's end, a reset or
+ * a close even when no read is pending (E14).
+ *
+ * The socket never ends its own side when its peer ends (`allowHalfOpen`):
+ * its connection does, or keeps it half-open if its handle asked to.
  */
 export class PooledSocket extends Seat {
   /** The handle that last took the socket, which prefers it (E4). */
@@ -145,7 +162,9 @@ export class PooledSocket extends Seat {
   #isLent = false;
   /** The connection, from lending until a leak sweep registers it. */
   #anchor: Duplex | undefined = undefined;
-  /** The connection while its read is pending. */
+  /** Whether a read is pending, and whether the socket holds its connection for it. */
+  #read: typeof NO_READ | typeof HELD_READ | typeof UNHELD_READ = NO_READ;
+  /** The connection, in `HELD_READ`. */
   #reader: Duplex | undefined = undefined;
   /** The connection while it has a timeout set, to hear `'timeout'`. */
   #timeoutListener: Duplex | undefined = undefined;
@@ -155,6 +174,8 @@ export class PooledSocket extends Seat {
   #isSeenBySweep = false;
   #closing: Promise<void> | undefined = undefined;
   #resolveClosed: (() => void) | undefined = undefined;
+  /** Bytes handed to the current borrower: with what the socket holds unread, what it has received (`bytesRead`). */
+  bytesDelivered = 0;
 
   constructor(
     readonly socket: Socket,
@@ -163,6 +184,7 @@ export class PooledSocket extends Seat {
   ) {
     super();
     stack.hold();
+    socket.allowHalfOpen = true;
     socket.on('readable', this.#onEvent);
     socket.on('end', this.#onEvent);
     socket.on('error', this.#onEvent);
@@ -177,6 +199,7 @@ export class PooledSocket extends Seat {
     this.isOut = this.#isLent = true;
     this.#anchor = user;
     this.#trace = trace;
+    this.bytesDelivered = 0;
     this.stack.index.lent(this);
     this.socket.ref();
     return wasLent;
@@ -191,24 +214,35 @@ export class PooledSocket extends Seat {
       return;
     }
     this.#anchor = undefined;
-    this.lease = new Lease(this, this.#trace);
+    this.lease = new Lease(this, this.#trace, new WeakRef(anchor));
     leaks.register(anchor, this.lease);
+    // A read set pending while the anchor held the connection anyway was not checked.
+    if (this.#read === HELD_READ && !isListenedTo(anchor)) {
+      this.#read = UNHELD_READ;
+      this.#reader = undefined;
+    }
   }
 
   /**
    * The connection wants data (its `_read()`): hands it what the socket has
    * buffered, or EOF, or the socket's error; else waits for more, holding
-   * the connection until it comes.
+   * the connection until it comes if anyone listens for it (E15).
    */
   pull(user: Duplex): void {
     const socket = this.socket;
+    this.#read = NO_READ;
+    this.#reader = undefined;
     for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) {
+      this.bytesDelivered += chunk.length;
       if (!user.push(chunk)) return;
     }
     if (socket.errored !== null) user.destroy(socket.errored);
     else if (socket.readableEnded) user.push(null);
     else if (socket.destroyed) user.destroy(prematureClose());
-    else this.#reader = user;
+    else if (this.#anchor !== undefined || isListenedTo(user)) {
+      this.#read = HELD_READ;
+      this.#reader = user;
+    } else this.#read = UNHELD_READ;
   }
 
   /** Holds the borrower while a timeout is set on the socket, or lets go (`undefined`). */
@@ -281,21 +315,37 @@ export class PooledSocket extends Seat {
     if (!this.#isLent) return;
     this.stack.index.returned(this);
     this.lease = this.#anchor = this.#reader = this.#timeoutListener = this.#trace = undefined;
+    this.#read = NO_READ;
     this.#isLent = this.#isSeenBySweep = false;
+  }
+
+  /** The connection the socket is lent to, while it lives. */
+  #borrower(): Duplex | undefined {
+    return this.#anchor ?? this.lease?.borrower.deref();
   }
 
   /**
    * Data, EOF or an error on the socket: the pending read gets it; an idle
-   * socket is dropped (E1); a lent one without a pending read keeps it in
-   * its own buffer and state for the next read.
+   * socket is dropped (E1). A lent one without a pending read keeps data in
+   * its own buffer for the next read, but its connection hears at once of
+   * the end of the peer's data, an error or a close, as a `net.Socket`
+   * would emit them (E14).
    */
   readonly #onEvent = (): void => {
-    const reader = this.#reader;
-    if (reader !== undefined) {
+    if (this.#read !== NO_READ) {
+      const reader = this.#reader ?? this.#borrower();
+      this.#read = NO_READ;
       this.#reader = undefined;
+      if (reader === undefined) return;
       this.pull(reader);
+      // As net.Socket after its EOF: a read(0) emits 'end' if nothing is
+      // left to read, even when the pending read was a paused read() call.
+      if (this.socket.readableEnded && !reader.destroyed) reader.read(0);
     } else if (this.isIdle) {
       void this.pool.dispose(this);
+    } else if (this.#isLent) {
+      const user = this.#borrower();
+      if (user !== undefined && !user.destroyed) hangUp(this.socket, user);
     }
   };
 
@@ -314,6 +364,24 @@ export class PooledSocket extends Seat {
  * never withdrawn: one whose lease has ended is ignored.
  */
 const leaks = new FinalizationRegistry<Lease>((lease) => lease.pooled.reclaimLeak(lease));
+
+/** Whether anyone takes the data a read brings: a `'data'` listener (a pipe's too) or a `'readable'` one (`for await`). */
+function isListenedTo(user: Duplex): boolean {
+  return user.listenerCount('data') > 0 || user.listenerCount('readable') > 0;
+}
+
+/**
+ * Tells a connection with no read pending that its socket's peer ended
+ * (EOF, as `net.Socket` pushes it: `'end'` follows once its buffered data
+ * is read), or that the socket failed or closed.
+ */
+function hangUp(socket: Socket, user: Duplex): void {
+  if (socket.errored !== null) user.destroy(socket.errored);
+  else if (socket.readableEnded) {
+    user.push(null);
+    user.read(0);
+  } else if (socket.destroyed) user.destroy();
+}
 
 /** Nothing unread, nothing unsent, both directions open. */
 function isClean(socket: Socket): boolean {

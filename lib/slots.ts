@@ -158,12 +158,24 @@ export class SlotQueue<C extends { abandoned(): void }, R, T> {
       const waiter = this.#first;
       const room = this.#take(waiter.claimant);
       if (room === NO_ROOM) continue;
-      // Out of the queue before the caller's code runs (allocate(), an abort of its own signal, close()).
-      this.#unlink(waiter);
-      waiter.resolve(this.#seat(waiter.claimant, room));
+      this.#admit(waiter, room);
     }
     this.#isServing = false;
   };
+
+  /**
+   * Seats an admitted waiter. It leaves the queue before the caller's code
+   * runs (allocate(), an abort of its own signal, close()). The loop may park
+   * next with this waiter still in its frame, so the waiter lets go of its
+   * promise, which holds what the caller was given: a connection its caller
+   * drops is then collected and reclaimed like any other (E15).
+   */
+  #admit(waiter: Waiter<C, T>, room: R): void {
+    this.#unlink(waiter);
+    const resolve = waiter.resolve;
+    waiter.resolve = waiter.reject = unset;
+    resolve(this.#seat(waiter.claimant, room));
+  }
 
   #abandon(waiter: Waiter<C, T>, reason: unknown): void {
     this.#unlink(waiter);

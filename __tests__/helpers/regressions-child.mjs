@@ -54,7 +54,8 @@ const scenarios = {
     const timeoutPool = new ResourcePool({ max: 1, name: 'timeout' });
     let received = '';
     await (async () => {
-      const conn = await New('tcp', byeServer.address, { pool: eofPool }).get();
+      // Half-open, so that it stays out after EOF (by default it would close itself, E14).
+      const conn = await New('tcp', byeServer.address, { pool: eofPool, allowHalfOpen: true }).get();
       conn.write('hi\n');
       for await (const chunk of conn) received += chunk;
     })();

@@ -18,8 +18,12 @@
 // read the reply (paused read(), 'data', `for await` with awaits inside, or
 // piped into a slow sink; sometimes giving up mid-reply), then put(), close(),
 // destroy(), scheduleClose()+put(), or (in a few seeds) drop the connection
-// without either for the leak reclaim to find. Some seeds close the pool
-// mid-run. Checked throughout: inUse + idle + releasing <= max and open socket
+// without either for the leak reclaim to find (untouched, written, after
+// `await once(conn, 'data')`, after EOF; more often when its get() waited in
+// the queue). Some operations only ask the peer to end (FIN) or reset the
+// connection and, reading nothing, wait for its 'close' (E14), some on a
+// half-open handle that ends its own side after 'end'. Some seeds close the
+// pool mid-run. Checked throughout: inUse + idle + releasing <= max and open socket
 // fds <= max at every sample, no counter negative, every reply reaches the
 // caller whose request it answers and nobody else, a reply begun is finished,
 // every get() settles with an outcome its inputs allow, no listener is left on
@@ -30,7 +34,8 @@
 // sockets open, pool.close() resolves and closes them all, no unhandled
 // rejection, uncaught exception or unexpected warning.
 import { spawn } from 'node:child_process';
-import { getEventListeners } from 'node:events';
+import diagnostics from 'node:diagnostics_channel';
+import { getEventListeners, once } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +50,8 @@ if (!Number.isSafeInteger(seed)) throw new Error(`usage: workload-child.mjs <int
 /** Generous bounds that only a hang exceeds: a healthy seed takes a few seconds. */
 const TASKS_DEADLINE_MS = 20_000;
 const SETTLE_AFTER_ABORT_MS = 3_000;
+/** How long a connection whose peer ended or reset it may take to emit 'close' (only a hang exceeds it). */
+const WATCH_MS = 1_500;
 const CLOSE_DEADLINE_MS = 5_000;
 const HARD_DEADLINE_MS = 50_000;
 
@@ -219,6 +226,11 @@ function sample(where) {
   if (fds > config.max) fail(`S1: ${fds} client socket fds open > max ${config.max} ${where}; stats ${JSON.stringify(s)}`);
 }
 const sampler = setInterval(() => sample('(periodic sample)'), 3);
+/** get()s that waited in the queue, seen as they start waiting. */
+let waitsSeen = 0;
+diagnostics.subscribe('connpool:wait', (message) => {
+  if (message.pool === pool) waitsSeen++;
+});
 
 // ---------------------------------------------------------------- dialers
 
@@ -376,7 +388,13 @@ function plan(task, index) {
     abandonEnding: r.weighted({ close: 2, destroy: 1, schedule: 1 }),
     awaitClose: r.chance(0.7),
     probeAfter: r.chance(0.15),
-    drop: config.maxDrops > 0 && r.chance(0.06) ? r.pick(['untouched', 'written', 'timeout', 'eof']) : undefined,
+    drop: config.maxDrops > 0 && r.chance(0.06) ? r.pick(['untouched', 'written', 'timeout', 'eof', 'once']) : undefined,
+    /** In seeds that drop connections: how to drop this one if its get() waits in the queue (E15). */
+    dropIfWaited: config.maxDrops > 0 && r.chance(0.3) ? r.pick(['untouched', 'written', 'once']) : undefined,
+    /** Instead of a request and its reply: the peer ends or resets, the caller reads nothing and waits for 'close' (E14). */
+    watch: r.chance(0.06) ? r.pick(['close', 'reset']) : undefined,
+    /** A watch on a handle made with allowHalfOpen: the caller ends its side after 'end'. */
+    halfOpen: r.chance(0.35),
     pauseAfter: r.chance(0.2) ? r.int(0, 5) : undefined,
     /** The most ms a reader awaits between chunks (iterate, pipe). */
     slowness: r.chance(0.25) ? r.int(5, 15) : r.int(0, 3),
@@ -405,7 +423,7 @@ function describeOp(op) {
   return (
     `op ${op.id} (${address}, dialer ${dialer}, signal ${signal}${op.signal === 'bad' ? ` [${op.badArgument}]` : ''}, ` +
     `mode ${op.mode}, read ${op.style}${op.giveUpAfter !== undefined ? `, gives up after ${op.giveUpAfter}ms` : ''}` +
-    `${op.drop ? `, drop ${op.drop}` : ''}, payload ${op.payload.length} B)`
+    `${op.drop ? `, drop ${op.drop}` : ''}${op.watch ? `, watch ${op.watch}${op.halfOpen ? ' half-open' : ''}` : ''}, payload ${op.payload.length} B)`
   );
 }
 
@@ -748,9 +766,28 @@ async function probeAfter(op, conn, how) {
   }
 }
 
-/** Drops `conn` on the floor: no put(), no close(). Returns whether it was still open. */
-async function dropConn(op, conn, state) {
-  switch (op.drop) {
+/** Drops `conn` on the floor (as `kind` says): no put(), no close(). Returns whether it was still open. */
+async function dropConn(op, conn, state, kind) {
+  switch (kind) {
+    case 'once':
+      // The read stays pending, with nobody listening: it must not keep the connection alive (E15).
+      conn.write(`Q ${op.id} echo 1 0 0 0 ${op.payload}\n`);
+      {
+        // once() settles on 'data' or 'error' only: a peer's FIN (an accept fault) would leave it pending for ever.
+        const gone = new AbortController();
+        const onGone = () => gone.abort();
+        conn.once('end', onGone);
+        conn.once('close', onGone);
+        try {
+          if (state.ended || state.closed) throw new Error('ended before the read');
+          await once(conn, 'data', { signal: gone.signal });
+        } catch {
+          count('drop once: the connection ended or failed first');
+        }
+        conn.off('end', onGone);
+        conn.off('close', onGone);
+      }
+      break;
     case 'written':
       conn.write(`Q ${op.id} echo 1 0 0 0 ${op.payload}\n`);
       break;
@@ -777,6 +814,8 @@ async function runOp(op, handles) {
   const address = op.address < 0 ? refusedAddress : addresses[op.address];
   let handle = handles.get(address);
   if (handle === undefined || op.freshHandle) handles.set(address, (handle = New('tcp', address, { pool })));
+  // A half-open watch gets a handle of its own, used for this operation only.
+  if (op.watch !== undefined && op.halfOpen) handle = New('tcp', address, { pool, allowHalfOpen: true });
   const status = current[op.task];
   status.op = op;
   status.phase = 'get';
@@ -818,8 +857,11 @@ async function runOp(op, handles) {
   const isAfterClose = poolCloseCalled;
 
   let conn;
+  const waitsBefore = waitsSeen;
+  let waited = false;
   try {
     const getting = handle.get(signalArgument, dialer);
+    waited = waitsSeen > waitsBefore;
     if (op.scheduleDuringGet) handle.scheduleClose();
     conn = await getting;
   } catch (error) {
@@ -866,13 +908,22 @@ async function runOp(op, handles) {
     }
   }
 
-  if (op.drop !== undefined && drops < config.maxDrops) {
+  const dropKind = op.drop ?? (waited ? op.dropIfWaited : undefined);
+  if (dropKind !== undefined && drops < config.maxDrops) {
     drops++;
-    count(`drop ${op.drop}`);
+    count(`drop ${dropKind}${waited ? ' after a wait in the queue' : ''}`);
     status.phase = 'drop';
     clearTimeout(abortTimer);
     handles.delete(address); // its connection stays out until the leak is reclaimed
-    if (await dropConn(op, conn, state)) dropsUndestroyed++;
+    if (await dropConn(op, conn, state, dropKind)) dropsUndestroyed++;
+    status.phase = 'between';
+    return;
+  }
+
+  if (op.watch !== undefined) {
+    status.phase = 'watch';
+    clearTimeout(abortTimer);
+    await watchPeer(op, conn, handle);
     status.phase = 'between';
     return;
   }
@@ -958,6 +1009,70 @@ async function runOp(op, handles) {
   // After an error the stream may already count as closed (S6: put() then does nothing): probe clean ones only.
   if (op.probeAfter && outcome === 'done' && !wasDestroyed) await probeAfter(op, conn, how);
   status.phase = 'between';
+}
+
+/**
+ * The peer ends (FIN) or resets the connection while the caller reads
+ * nothing: as a `net.Socket`, the connection emits 'end' then 'close', or
+ * 'error' then 'close', and is done: put() and close() then do nothing (E14).
+ * On a half-open handle the caller ends its own side once 'end' comes.
+ */
+async function watchPeer(op, conn, handle) {
+  const peerDoes = op.watch === 'close' ? 'FIN' : 'RST';
+  const events = [];
+  let isClosed = false;
+  const note = (what) => {
+    if (isClosed) fail(`E14: ${describeOp(op)}: '${what}' after 'close' (events ${events.join(', ')})`);
+    events.push(what);
+  };
+  conn.on('end', () => {
+    note('end');
+    if (!op.halfOpen) return;
+    if (conn.readyState !== 'writeOnly' && !conn.destroyed) fail(`E14: ${describeOp(op)}: readyState ${conn.readyState} after 'end' on a half-open handle`);
+    if (conn.writable) conn.end();
+  });
+  conn.on('error', (error) => note(`error ${error?.code}`));
+  const closed = new Promise((resolve) =>
+    conn.once('close', () => {
+      note('close');
+      isClosed = true;
+      resolve(true);
+    }),
+  );
+  if (conn.destroyed) {
+    count('watch: destroyed before the request');
+    await endConn(op, conn, handle, 'put');
+    return;
+  }
+  conn.write(`Q ${op.id} ${op.watch} 1 0 0 0 ${op.payload}\n`);
+  let outcome = await Promise.race([closed, sleep(WATCH_MS).then(() => false)]);
+  if (!outcome) {
+    // Bytes sent before the FIN (an accept fault's junk line) hold 'end' back until they are read, as on net.Socket.
+    let read = 0;
+    conn.on('data', (chunk) => void (read += chunk.length));
+    outcome = await Promise.race([closed, sleep(WATCH_MS).then(() => false)]);
+    if (outcome && read === 0) fail(`E14: ${describeOp(op)}: the peer's ${peerDoes} was heard only once the connection was read, with nothing to read (events ${events.join(', ')})`);
+    if (outcome) count(`watch ${op.watch}: 'close' after reading ${read} B sent first`);
+  }
+  portUsers.set(portOf(conn), `${describeOp(op)}, watched the peer's ${peerDoes}`);
+  if (!outcome) {
+    fail(`E14: ${describeOp(op)}: no 'close' ${2 * WATCH_MS} ms after the peer's ${peerDoes} (events ${events.join(', ') || 'none'}; stats ${JSON.stringify(pool.stats())})`);
+    lastEnding.set(handle, `op ${op.id}, watch gave up`);
+    await endConn(op, conn, handle, 'close');
+    return;
+  }
+  count(`watch ${op.watch}${op.halfOpen ? ' half-open' : ''}: ${events.join(', ')}`);
+  const first = events[0];
+  if (op.watch === 'close' && first !== 'end' && !first.startsWith('error')) fail(`E14: ${describeOp(op)}: after the peer's FIN, events ${events.join(', ')}`);
+  if (conn.readyState !== 'closed' || !conn.destroyed) fail(`E14: ${describeOp(op)}: after 'close', readyState ${conn.readyState}, destroyed ${conn.destroyed}`);
+  lastEnding.set(handle, `op ${op.id}, closed by the peer's ${peerDoes}`);
+  try {
+    conn.put();
+    await conn.close();
+  } catch (error) {
+    fail(`E14/S6: ${describeOp(op)}: put() or close() after the peer closed it threw ${errorText(error)}`);
+  }
+  checkStats(`after the peer's ${peerDoes} closed ${describeOp(op)}`);
 }
 
 function checkListeners(op, signal, before) {
