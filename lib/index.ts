@@ -1,5 +1,13 @@
 export { New, ConnResource, type ConnResourceOptions } from './conn-resource.js';
 export { PooledConn } from './conn.js';
+export {
+  createConnection,
+  park,
+  unpark,
+  type CreateConnectionOptions,
+  type CreateTlsConnectionOptions,
+  type SocketPoolOptions,
+} from './socket.js';
 export { getResourcePool, ResourcePool, type PoolStats, type ResourcePoolOptions } from './pool.js';
 export { Resource, type AllocateReleaser } from './resource.js';
 export { connectionLimit } from './limits.js';
