@@ -251,16 +251,8 @@ class Connection extends Seat implements Claimant<Connection> {
   shut(): Promise<void> {
     if (this.#shut !== undefined) return this.#shut;
     const socket = this.socket!;
-    if (this.state === 'closed' || socket.closed) {
-      this.#shut = Promise.resolve();
-      return this.#shut;
-    }
     const onReclaim = this.state === 'parked' ? this.onReclaim : undefined;
-    this.state = 'releasing';
     this.onReclaim = undefined;
-    this.#shut = new Promise<void>((resolve) => {
-      this.#resolveShut = resolve;
-    });
     if (onReclaim !== undefined) {
       try {
         onReclaim(socket);
@@ -270,6 +262,16 @@ class Connection extends Seat implements Claimant<Connection> {
         });
       }
     }
+    // From here the pool counts the slot as releasing: a later 'close' only ends that.
+    if (this.state === 'closed' || socket.closed) {
+      this.state = 'closed';
+      this.#shut = Promise.resolve();
+      return this.#shut;
+    }
+    this.state = 'releasing';
+    this.#shut = new Promise<void>((resolve) => {
+      this.#resolveShut = resolve;
+    });
     socket.destroy();
     // A plain TCP or unix socket's descriptor is closed by the time destroy()
     // returns; a TLS socket's (or one over a stream) counts as open until 'close'.
