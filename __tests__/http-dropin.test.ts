@@ -83,7 +83,7 @@ describe('process-level outcomes are those of http.Agent', () => {
 
 describe('options and properties keep http.Agent meaning', () => {
   test('lookup (agent or request) is used, as a guard and as a name mapping', async () => {
-    const port = await listen(http.createServer((req, res) => res.end('reached')));
+    const port = await listen(http.createServer((_req, res) => res.end('reached')));
     const guard: net.LookupFunction = (hostname, _options, callback) =>
       callback(Object.assign(new Error(`refused ${hostname}`), { code: 'EBLOCKED' }), '', 4);
     const mapper = ((_hostname: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) =>
@@ -120,7 +120,7 @@ describe('options and properties keep http.Agent meaning', () => {
   });
 
   test("a subclass's createConnection, keepSocketAlive and reuseSocket are called where Node calls them", async () => {
-    const port = await listen(http.createServer((req, res) => res.end('ok')));
+    const port = await listen(http.createServer((_req, res) => res.end('ok')));
     const counts = [];
     for (const kind of KINDS) {
       const calls = { createConnection: 0, keepSocketAlive: 0, reuseSocket: 0 };
@@ -132,7 +132,7 @@ describe('options and properties keep http.Agent meaning', () => {
         }
         override keepSocketAlive(socket: net.Socket): boolean {
           calls.keepSocketAlive++;
-          return super.keepSocketAlive(socket);
+          return (super.keepSocketAlive(socket) as unknown as boolean) ?? true;
         }
         override reuseSocket(socket: net.Socket, req: http.ClientRequest): void {
           calls.reuseSocket++;
@@ -152,7 +152,7 @@ describe('options and properties keep http.Agent meaning', () => {
   });
 
   test("a subclass's reuseSocket that does not call super still takes the socket out of the pool's idle count", async () => {
-    const port = await listen(http.createServer((req, res) => res.end('ok')));
+    const port = await listen(http.createServer((_req, res) => res.end('ok')));
     class Quiet extends HttpAgent {
       override reuseSocket(socket: net.Socket): void {
         socket.ref();
@@ -173,7 +173,7 @@ describe('what the request sees of its socket is what http.Agent gives', () => {
   test('a response cut short by the server emits aborted and error (ECONNRESET), then close, while not being read', async () => {
     let serverRes: http.ServerResponse | undefined;
     const port = await listen(
-      http.createServer((req, res) => {
+      http.createServer((_req, res) => {
         res.writeHead(200, { 'content-length': '100' });
         res.write('Part of my res.');
         serverRes = res;
