@@ -169,6 +169,31 @@ describe('options and properties keep http.Agent meaning', () => {
   });
 });
 
+describe('createConnection() takes the arguments Node\'s agents take', () => {
+  test('HttpAgent: (port, listener), as net.createConnection()', async () => {
+    const port = await listen(net.createServer((socket) => socket.end()));
+    const agent = new HttpAgent({ pool });
+    closers.push(() => agent.destroy());
+    const socket = await new Promise<net.Socket>((resolve) => {
+      const made = agent.createConnection(port, () => resolve(made as net.Socket)) as net.Socket;
+    });
+    expect(socket.remotePort).toBe(port);
+    socket.destroy();
+  });
+
+  test('HttpsAgent: (port, host, options), as https.Agent#createConnection()', async () => {
+    const port = await listen(https.createServer({ key: certs.key, cert: certs.cert }));
+    const agent = new HttpsAgent({ pool });
+    closers.push(() => agent.destroy());
+    const create = agent.createConnection as unknown as (port: number, host: string, options: tls.ConnectionOptions) => tls.TLSSocket;
+    const socket = create.call(agent, port, '127.0.0.1', { rejectUnauthorized: false });
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    expect(socket).toBeInstanceOf(tls.TLSSocket);
+    expect(socket.remotePort).toBe(port);
+    socket.destroy();
+  });
+});
+
 describe('what the request sees of its socket is what http.Agent gives', () => {
   test('a response cut short by the server emits aborted and error (ECONNRESET), then close, while not being read', async () => {
     let serverRes: http.ServerResponse | undefined;

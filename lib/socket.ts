@@ -244,6 +244,7 @@ class Connection extends Seat implements Claimant<Connection> {
     this.onReclaim = undefined;
     this.state = 'inUse';
     this.pool.checkOut(this);
+    if (channels.reuse.hasSubscribers) channels.reuse.publish(this.#message());
     return true;
   }
 

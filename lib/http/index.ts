@@ -87,9 +87,10 @@ export class HttpAgent extends http.Agent {
    * Override it as for `http.Agent` (calling `super.createConnection()` keeps
    * the socket on the budget).
    */
-  override createConnection(options: object, callback?: (error: Error | null, socket: Duplex) => void): Duplex {
+  override createConnection(...args: unknown[]): Duplex {
+    const [options, callback] = netArgs(args);
     // As net.createConnection(), which Node's agent calls: the callback is a 'connect' listener.
-    return createConnection({ ...(options as NetConnectOpts), ...budgetOptions(this.#budget) }, callback as (() => void) | undefined);
+    return createConnection({ ...options, ...budgetOptions(this.#budget) }, callback);
   }
 
   /** As `http.Agent#reuseSocket`; also takes the socket back from the pool's idle count. */
@@ -128,7 +129,8 @@ export class HttpsAgent extends https.Agent {
    * does: it resumes the session cached for the request's origin, caches
    * new ones, and forgets it when a connection fails.
    */
-  override createConnection(options: object): Duplex {
+  override createConnection(...args: unknown[]): Duplex {
+    const options = httpsArgs(args);
     const agent = this as unknown as SessionCache;
     const key = (options as { _agentKey?: string })._agentKey;
     let connectOptions = options;
@@ -151,6 +153,32 @@ export class HttpsAgent extends https.Agent {
     unpark(socket);
     super.reuseSocket(socket, request);
   }
+}
+
+/**
+ * The arguments of `net.createConnection()`: `(options[, listener])`,
+ * `(path[, listener])` or `(port[, host][, listener])`.
+ */
+function netArgs(args: unknown[]): [NetConnectOpts, (() => void) | undefined] {
+  const [first, second] = args;
+  const last = args[args.length - 1];
+  const listener = typeof last === 'function' ? (last as () => void) : undefined;
+  if (first !== null && typeof first === 'object') return [first as NetConnectOpts, listener];
+  if (typeof first === 'string' && !/^\s*\d+\s*$/.test(first)) return [{ path: first }, listener];
+  return [{ port: first as number, ...(typeof second === 'string' ? { host: second } : {}) }, listener];
+}
+
+/** The arguments of `https.Agent#createConnection()`: `(options)`, `(port, options)` or `(port, host, options)`. */
+function httpsArgs(args: unknown[]): object {
+  const [port, host, third] = args;
+  let options: Record<string, unknown>;
+  if (port !== null && typeof port === 'object') options = port as Record<string, unknown>;
+  else if (host !== null && typeof host === 'object') options = { ...host };
+  else if (third !== null && typeof third === 'object') options = { ...third };
+  else options = {};
+  if (typeof port === 'number') options.port = port;
+  if (typeof host === 'string') options.host = host;
+  return options;
 }
 
 /** https.Agent's session cache (undocumented, and stable since Node 0.12). */
