@@ -15,7 +15,7 @@ export const channels = {
   dialEnd: channel('connpool:dial:end'),
   /** A dial failed: `{ pool, network, address, key, error }`. */
   dialError: channel('connpool:dial:error'),
-  /** A `get()` was served an idle connection: `{ pool, network, address, key }`. */
+  /** A `get()` was served an idle connection, or a parked socket was unparked: `{ pool, network, address, key }`. */
   reuse: channel('connpool:reuse'),
   /** The least recently used idle resource is closed to make room: `{ pool }`. */
   eviction: channel('connpool:eviction'),

@@ -12,6 +12,14 @@ export type PooledConn = Conn;
  * (`new PooledConn()` is a type error).
  */
 export const PooledConn: abstract new (...args: never) => Conn = Conn;
+export {
+  createConnection,
+  park,
+  unpark,
+  type CreateConnectionOptions,
+  type CreateTlsConnectionOptions,
+  type SocketPoolOptions,
+} from './socket.js';
 export { getResourcePool, ResourcePool, type PoolStats, type ResourcePoolOptions } from './pool.js';
 export { Resource, type AllocateReleaser } from './resource.js';
 export { connectionLimit } from './limits.js';

@@ -213,6 +213,17 @@ export class ResourcePool {
     this.#queue.notify();
   }
 
+  /**
+   * An idle seat goes back in use, taken by the owner that parked it (a
+   * reuse): the opposite of {@link checkIn}. The seat must be idle.
+   * @internal
+   */
+  checkOut(seat: Seat): void {
+    this.#unlinkIdle(seat);
+    this.#count[IN_USE]!++;
+    this.counters.reuses++;
+  }
+
   /** Closes the resource in a seat, in use or idle; the slot frees once it is closed. @internal */
   dispose(seat: Seat): Promise<void> {
     if (seat.isIdle) this.#unlinkIdle(seat);
