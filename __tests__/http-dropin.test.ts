@@ -36,13 +36,13 @@ type Kind = 'stock' | 'pooled';
 const KINDS: Kind[] = ['stock', 'pooled'];
 
 function httpAgent(kind: Kind, options: http.AgentOptions = {}): http.Agent {
-  const agent = kind === 'stock' ? new http.Agent({ keepAlive: true, ...options }) : new HttpAgent({ pool, ...options });
+  const agent = kind === 'stock' ? new http.Agent({ keepAlive: true, ...options }) : new HttpAgent({ keepAlive: true, pool, ...options });
   closers.push(() => agent.destroy());
   return agent;
 }
 
 function httpsAgent(kind: Kind, options: https.AgentOptions = {}): https.Agent {
-  const agent = kind === 'stock' ? new https.Agent({ keepAlive: true, ...options }) : new HttpsAgent({ pool, ...options });
+  const agent = kind === 'stock' ? new https.Agent({ keepAlive: true, ...options }) : new HttpsAgent({ keepAlive: true, pool, ...options });
   closers.push(() => agent.destroy());
   return agent;
 }
@@ -98,7 +98,7 @@ describe('options and properties keep http.Agent meaning', () => {
   });
 
   test('agent.maxSockets reads the value it was built with', () => {
-    expect(new HttpAgent({ pool, maxSockets: 5 }).maxSockets).toBe(new http.Agent({ maxSockets: 5 }).maxSockets);
+    expect(new HttpAgent({ keepAlive: true, pool, maxSockets: 5 }).maxSockets).toBe(new http.Agent({ maxSockets: 5 }).maxSockets);
   });
 
   test('a host name that is not valid fails the request with an error event, never a throw', async () => {
@@ -111,12 +111,12 @@ describe('options and properties keep http.Agent meaning', () => {
   });
 
   test('option errors are TypeError ERR_INVALID_ARG_TYPE with the value quoted, as the core says them', () => {
-    const cases = [() => new HttpAgent({ acquireTimeout: '5000' as unknown as number }), () => new HttpAgent({ maxSockets: '8' as unknown as number })];
+    const cases = [() => new HttpAgent({ keepAlive: true, acquireTimeout: '5000' as unknown as number }), () => new HttpAgent({ keepAlive: true, maxSockets: '8' as unknown as number })];
     for (const make of cases) {
       expect(make).toThrow(TypeError);
       expect(make).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"') }));
     }
-    expect(() => new HttpAgent({ connectTimeout: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => new HttpAgent({ keepAlive: true, connectTimeout: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
   });
 
   test("a subclass's createConnection, keepSocketAlive and reuseSocket are called where Node calls them", async () => {
@@ -139,7 +139,7 @@ describe('options and properties keep http.Agent meaning', () => {
           super.reuseSocket(socket, req);
         }
       }
-      const agent = new Counting(kind === 'stock' ? { keepAlive: true } : ({ pool } as http.AgentOptions));
+      const agent = new Counting(kind === 'stock' ? { keepAlive: true } : ({ keepAlive: true, pool } as http.AgentOptions));
       closers.push(() => agent.destroy());
       for (let i = 0; i < 2; i++) {
         await get(http, { host: '127.0.0.1', port, agent });
@@ -158,7 +158,7 @@ describe('options and properties keep http.Agent meaning', () => {
         socket.ref();
       }
     }
-    const agent = new Quiet({ pool });
+    const agent = new Quiet({ keepAlive: true, pool });
     closers.push(() => agent.destroy());
     expect(await get(http, { host: '127.0.0.1', port, agent })).toBe('ok');
     await new Promise(setImmediate);
@@ -172,7 +172,7 @@ describe('options and properties keep http.Agent meaning', () => {
 describe('createConnection() takes the arguments Node\'s agents take', () => {
   test('HttpAgent: (port, listener), as net.createConnection()', async () => {
     const port = await listen(net.createServer((socket) => socket.end()));
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     closers.push(() => agent.destroy());
     const socket = await new Promise<net.Socket>((resolve) => {
       const made = agent.createConnection(port, () => resolve(made as net.Socket)) as net.Socket;
@@ -183,7 +183,7 @@ describe('createConnection() takes the arguments Node\'s agents take', () => {
 
   test('HttpsAgent: (port, host, options), as https.Agent#createConnection()', async () => {
     const port = await listen(https.createServer({ key: certs.key, cert: certs.cert }));
-    const agent = new HttpsAgent({ pool });
+    const agent = new HttpsAgent({ keepAlive: true, pool });
     closers.push(() => agent.destroy());
     const create = agent.createConnection as unknown as (port: number, host: string, options: tls.ConnectionOptions) => tls.TLSSocket;
     const socket = create.call(agent, port, '127.0.0.1', { rejectUnauthorized: false });
@@ -256,11 +256,28 @@ describe('what the request sees of its socket is what http.Agent gives', () => {
     expect(pool.stats()).toMatchObject({ inUse: 0, idle: 0 });
   });
 
+  test('acquireTimeout also bounds a wait in the queue of maxSockets; the agent serves later requests as before', async () => {
+    const release: (() => void)[] = [];
+    const port = await listen(http.createServer((_req, res) => release.push(() => res.end('done'))));
+    const agent = new HttpAgent({ keepAlive: true, pool, maxSockets: 1, acquireTimeout: 50 });
+    const first = get(http, { host: '127.0.0.1', port, agent });
+    const queued = get(http, { host: '127.0.0.1', port, agent });
+    expect(await queued).toBe('error ERR_RESOURCE_LIMIT_EXCEEDED');
+    expect(Object.values(agent.requests).flat()).toHaveLength(0);
+    release.shift()!();
+    expect(await first).toBe('done');
+    const later = get(http, { host: '127.0.0.1', port, agent });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    release.shift()!();
+    expect(await later).toBe('done');
+    expect(pool.stats()).toMatchObject({ inUse: 0, idle: 1, waiting: 0 });
+  });
+
   test('agent.destroy() fails a request waiting for a slot with socket hang up (ECONNRESET)', async () => {
     const one = new ResourcePool({ max: 1 });
     closers.push(() => void one.close());
     const port = await listen(http.createServer((_req, res) => setTimeout(() => res.end('late'), 200)));
-    const agent = new HttpAgent({ pool: one });
+    const agent = new HttpAgent({ keepAlive: true, pool: one });
     const first = get(http, { host: '127.0.0.1', port, agent });
     const waiting = get(http, { host: '127.0.0.1', port, agent });
     await new Promise((resolve) => setTimeout(resolve, 20));

@@ -128,7 +128,7 @@ async function accepted(key: string): Promise<number> {
 
 describe('HttpAgent: requests and responses', () => {
   test('a GET gets the body and status; its socket goes back to the pool idle', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const reply = await send(httpUrl('/hello'), { agent });
     expect(reply.status).toBe(200);
     expect(reply.body.toString()).toBe('hello');
@@ -137,7 +137,7 @@ describe('HttpAgent: requests and responses', () => {
   });
 
   test('N sequential requests use exactly one server connection; between them the pool has 1 idle, 0 in use', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const before = await accepted('http|127.0.0.1');
     const conns = new Set<string | undefined>();
     for (let i = 0; i < 6; i++) {
@@ -152,7 +152,7 @@ describe('HttpAgent: requests and responses', () => {
   });
 
   test('a POST of 4 MiB arrives whole, and 4 MiB echoed back arrive whole, on a socket that is then reused', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const body = payload(4 * MiB);
     const digest = await send(httpUrl('/digest'), { agent, method: 'POST', body });
     expect(JSON.parse(digest.body.toString())).toEqual({ bytes: body.length, sha256: sha256(body) });
@@ -167,7 +167,7 @@ describe('HttpAgent: requests and responses', () => {
   });
 
   test('a streamed request body (chunked, 4 MiB in 64 KiB pieces) arrives whole', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const body = payload(4 * MiB);
     const pieces = Readable.from(
       (function* () {
@@ -182,7 +182,7 @@ describe('HttpAgent: requests and responses', () => {
   });
 
   test('a chunked response arrives whole and in order, and its socket is reused', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const reply = await send(httpUrl('/chunked'), { agent });
     expect(reply.headers['transfer-encoding']).toBe('chunked');
     expect(reply.body.length).toBe(64 * 1024);
@@ -191,7 +191,7 @@ describe('HttpAgent: requests and responses', () => {
   });
 
   test('HEAD, 204 and 304 responses have no body and leave the socket reusable', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const head = await send(httpUrl('/hello'), { agent, method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.headers['content-length']).toBe('5');
@@ -210,7 +210,7 @@ describe('HttpAgent: requests and responses', () => {
   });
 
   test('Expect: 100-continue: the body is sent after the 100, arrives whole, and the socket is reused', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const body = payload(256 * 1024);
     let continued = 0;
     const reply = await new Promise<Reply>((resolve, reject) => {
@@ -235,7 +235,7 @@ describe('HttpAgent: requests and responses', () => {
 
 describe('HttpAgent: when a socket is not reused', () => {
   test('a response with Connection: close: the socket is closed, the next request gets a new connection', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const bye = await send(httpUrl('/close'), { agent });
     expect(bye.body.toString()).toBe('bye');
     await settled();
@@ -245,7 +245,7 @@ describe('HttpAgent: when a socket is not reused', () => {
   });
 
   test('a server keep-alive hint of timeout=1: the socket is not kept', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const short = await send(httpUrl('/short'), { agent });
     expect(short.headers['keep-alive']).toBe('timeout=1');
     await settled();
@@ -255,7 +255,7 @@ describe('HttpAgent: when a socket is not reused', () => {
   });
 
   test('a response abandoned mid-body (req.destroy()): the socket is closed, not idle, the next request dials', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const before = await accepted('http|127.0.0.1');
     const conn = await new Promise<string>((resolve) => {
       const req = http.get(httpUrl('/partial'), { agent }, (res) => {
@@ -274,7 +274,7 @@ describe('HttpAgent: when a socket is not reused', () => {
   });
 
   test('a response abandoned mid-body (res.destroy()): the socket is closed, not idle', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const conn = await new Promise<string>((resolve) => {
       const req = http.get(httpUrl('/partial'), { agent }, (res) => {
         res.on('error', () => {});
@@ -291,7 +291,7 @@ describe('HttpAgent: when a socket is not reused', () => {
   });
 
   test('a request that times out and is destroyed: its socket is not reused', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const { req, done } = start(httpUrl('/stall'), { agent });
     let timeouts = 0;
     req.setTimeout(50, () => {
@@ -309,7 +309,7 @@ describe('HttpAgent: when a socket is not reused', () => {
   });
 
   test('a request that timed out but whose response then completed: its socket is kept and reused, as http.Agent does', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const { req, done } = start(httpUrl('/hold'), { agent });
     const timedOut = new Promise<void>((resolve) => req.setTimeout(30, resolve));
     await servers.holding('http|127.0.0.1', 1);
@@ -323,7 +323,7 @@ describe('HttpAgent: when a socket is not reused', () => {
   });
 
   test('the server ends an idle keep-alive socket: it leaves the pool, and the next request succeeds on a new connection', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const ending = await send(httpUrl('/end-after'), { agent });
     expect(ending.body.toString()).toBe('ending');
     await eventually(() => pool.stats().idle === 0 && pool.stats().inUse === 0 && pool.stats().releasing === 0, 'the ended socket to leave the pool');
@@ -346,21 +346,21 @@ describe('HttpAgent: timeouts, upgrades, failures', () => {
   }
 
   test("the agent's timeout option (http.Agent's): a stalled request emits 'timeout'", async () => {
-    const agent = new HttpAgent({ pool, timeout: 50 });
+    const agent = new HttpAgent({ keepAlive: true, pool, timeout: 50 });
     const { req, done } = start(httpUrl('/stall?agent-timeout'), { agent });
     expect(await timesOut(req)).toBe(true);
     await done;
   });
 
   test("a request's timeout option: a stalled request emits 'timeout'", async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const { req, done } = start(httpUrl('/stall?request-timeout'), { agent, timeout: 50 });
     expect(await timesOut(req)).toBe(true);
     await done;
   });
 
   test('an upgraded connection is its user\'s: in use while open, closed (not idle) when destroyed', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const req = http.request(httpUrl('/upgrade'), { agent, headers: { Connection: 'Upgrade', Upgrade: 'echo' } });
     req.end();
     const [res, socket] = await new Promise<[http.IncomingMessage, import('node:stream').Duplex]>((resolve, reject) => {
@@ -379,7 +379,7 @@ describe('HttpAgent: timeouts, upgrades, failures', () => {
   });
 
   test('a refused connection fails the request with ECONNREFUSED and frees the slot', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const refused = await refusedPort();
     await expect(send(`http://127.0.0.1:${refused}/`, { agent })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     // The request hears 'error' before its socket's 'close', which frees the slot.
@@ -388,7 +388,7 @@ describe('HttpAgent: timeouts, upgrades, failures', () => {
   });
 
   test('agent.destroy() fails a request in flight and closes its socket', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const { done } = start(httpUrl('/stall?destroy-agent'), { agent });
     await eventually(() => pool.stats().inUse === 1, 'the request to get its socket');
     while ((await servers.counts()).requests['GET /stall?destroy-agent'] !== 1) await new Promise((resolve) => setTimeout(resolve, 2));
@@ -399,7 +399,7 @@ describe('HttpAgent: timeouts, upgrades, failures', () => {
   });
 
   test('agent.destroy() fails a request whose socket is still being dialed (as http.Agent#destroy() does)', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const { req, done } = start(httpUrl('/stall?destroy-agent-dialing'), { agent });
     agent.destroy();
     const bound = setTimeout(() => req.destroy(new Error('still running: agent.destroy() did not end it')), 2_000);
@@ -414,7 +414,7 @@ describe('HttpAgent: the budget', () => {
   test('40 origins on a pool of 8: all requests succeed, never more than 8 client sockets open, idle ones are evicted', async () => {
     const small = new ResourcePool({ max: 8 });
     try {
-      const agent = new HttpAgent({ pool: small });
+      const agent = new HttpAgent({ keepAlive: true, pool: small });
       const baseline = openSocketFds();
       let peak = 0;
       const sample = (): void => {
@@ -453,7 +453,7 @@ describe('HttpAgent: the budget', () => {
   test('with a pool of 1, requests beyond the cap complete in the order they were issued', async () => {
     const one = new ResourcePool({ max: 1 });
     try {
-      const agent = new HttpAgent({ pool: one });
+      const agent = new HttpAgent({ keepAlive: true, pool: one });
       const order: number[] = [];
       await Promise.all(
         Array.from({ length: 8 }, (_, i) => send(httpUrl(`/hello?${i}`, loopback(i % 3)), { agent }).then(() => order.push(i))),
@@ -465,7 +465,7 @@ describe('HttpAgent: the budget', () => {
   });
 
   test('maxSockets: at most that many requests of an origin in use at once, in order, while another origin is not held up', async () => {
-    const agent = new HttpAgent({ pool, maxSockets: 2 });
+    const agent = new HttpAgent({ keepAlive: true, pool, maxSockets: 2 });
     await servers.reset();
     const slow = loopback(10);
     const key = `http|${slow}`;
@@ -493,7 +493,7 @@ describe('HttpAgent: the budget', () => {
   test('acquireTimeout on the pool-wide wait: ResourceLimitExceededError with a TimeoutError cause', async () => {
     const one = new ResourcePool({ max: 1 });
     try {
-      const agent = new HttpAgent({ pool: one, acquireTimeout: 100 });
+      const agent = new HttpAgent({ keepAlive: true, pool: one, acquireTimeout: 100 });
       const holder = start(httpUrl('/hold'), { agent });
       await eventually(() => one.stats().inUse === 1, 'the holder to take the slot');
       const error = await send(httpUrl('/hello'), { agent }).then(
@@ -513,25 +513,25 @@ describe('HttpAgent: the budget', () => {
     }
   });
 
-  test('acquireTimeout bounds only the wait for a slot: a request queued by maxSockets waits as with http.Agent', async () => {
-    const agent = new HttpAgent({ pool, maxSockets: 1, acquireTimeout: 20 });
+  test('acquireTimeout bounds the wait in the queue of maxSockets too: the queued request fails and never reaches the server', async () => {
+    const agent = new HttpAgent({ keepAlive: true, pool, maxSockets: 1, acquireTimeout: 20 });
     const holder = start(httpUrl('/hold'), { agent });
     await eventually(() => pool.stats().inUse === 1, 'the holder to take the slot');
     const queued = start(httpUrl('/hello?queued'), { agent });
     await servers.holding('http|127.0.0.1', 1);
-    // Well past acquireTimeout, in the agent's own queue: still waiting, as Node's agent would.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect((agent.requests as NodeJS.ReadOnlyDict<unknown[]>)[`127.0.0.1:${servers.ports.http}:`]).toHaveLength(1);
+    const failure = (await queued.done) as NodeJS.ErrnoException;
+    expect(failure).toBeInstanceOf(ResourceLimitExceededError);
+    expect((failure.cause as Error).name).toBe('TimeoutError');
+    expect((agent.requests as NodeJS.ReadOnlyDict<unknown[]>)[`127.0.0.1:${servers.ports.http}:`]).toBeUndefined();
     expect(await servers.release()).toBe(1);
-    const [held, reply] = (await Promise.all([holder.done, queued.done])) as Reply[];
-    expect(held!.body.toString()).toBe('held');
-    expect(reply!.conn).toBe(held!.conn);
+    expect(((await holder.done) as Reply).body.toString()).toBe('held');
+    expect((await servers.counts()).requests['GET /hello?queued']).toBeUndefined();
   });
 
   test('raw connections and HTTP share one pool: HTTP waits for the slot a raw connection holds, idle HTTP sockets are evicted for raw ones', async () => {
     const two = new ResourcePool({ max: 2 });
     try {
-      const agent = new HttpAgent({ pool: two });
+      const agent = new HttpAgent({ keepAlive: true, pool: two });
       const raw = New('tcp', `127.0.0.1:${servers.ports.echo}`, { pool: two });
       const conn = await raw.get();
       expect(await roundTrip(conn, 'raw bytes')).toBe('raw bytes');
@@ -569,7 +569,7 @@ describe('HttpAgent: aborts while waiting for a slot', () => {
   let holder: ReturnType<typeof start>;
   beforeEach(async () => {
     one = new ResourcePool({ max: 1 });
-    agent = new HttpAgent({ pool: one });
+    agent = new HttpAgent({ keepAlive: true, pool: one });
     holder = start(httpUrl('/hold'), { agent });
     await eventually(() => one.stats().inUse === 1, 'the holder to take the slot');
   });
@@ -609,7 +609,7 @@ describe('HttpAgent: aborts while waiting for a slot', () => {
 
 describe('HttpAgent: aborts while waiting on maxSockets', () => {
   test('req.destroy() while waiting on maxSockets: the request leaves the origin queue and never reaches the server', async () => {
-    const agent = new HttpAgent({ pool, maxSockets: 1 });
+    const agent = new HttpAgent({ keepAlive: true, pool, maxSockets: 1 });
     const first = start(httpUrl('/hold?first'), { agent });
     await eventually(() => pool.stats().inUse === 1, 'the first request to take its socket');
     const { req, done } = start(httpUrl('/hello?destroyed-on-origin-queue'), { agent });
@@ -631,7 +631,7 @@ describe('HttpAgent: aborts while waiting on maxSockets', () => {
 
 describe('HttpsAgent', () => {
   test('with a private CA, https.get works and its socket is reused; the connection is verified', async () => {
-    const agent = new HttpsAgent({ pool, ca: certs.ca });
+    const agent = new HttpsAgent({ keepAlive: true, pool, ca: certs.ca });
     const replies = await new Promise<Array<{ authorized: boolean; conn: string }>>((resolve, reject) => {
       const out: Array<{ authorized: boolean; conn: string }> = [];
       const next = (): void => {
@@ -652,14 +652,14 @@ describe('HttpsAgent', () => {
   });
 
   test('a server whose certificate is from an unknown CA fails the request with UNABLE_TO_VERIFY_LEAF_SIGNATURE; nothing is kept', async () => {
-    const agent = new HttpsAgent({ pool });
+    const agent = new HttpsAgent({ keepAlive: true, pool });
     await expect(send(httpsUrl('/hello'), { agent })).rejects.toMatchObject({ code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
     await settled();
     expect(pool.stats()).toMatchObject({ inUse: 0, idle: 0 });
   });
 
   test('a 4 MiB POST and a chunked response over TLS arrive whole', async () => {
-    const agent = new HttpsAgent({ pool, ca: certs.ca });
+    const agent = new HttpsAgent({ keepAlive: true, pool, ca: certs.ca });
     const body = payload(4 * MiB);
     const digest = await send(httpsUrl('/digest'), { agent, method: 'POST', body });
     expect(JSON.parse(digest.body.toString())).toEqual({ bytes: body.length, sha256: sha256(body) });
@@ -670,8 +670,8 @@ describe('HttpsAgent', () => {
   });
 
   test('plain HTTP, HTTPS and HTTPS with other TLS options never share idle sockets, even on one port', async () => {
-    const plain = new HttpAgent({ pool });
-    const secure = new HttpsAgent({ pool, ca: certs.ca });
+    const plain = new HttpAgent({ keepAlive: true, pool });
+    const secure = new HttpsAgent({ keepAlive: true, pool, ca: certs.ca });
     const url = (scheme: string): string => `${scheme}://127.0.0.1:${servers.ports.mixed}/hello`;
     const before = await accepted('mixed|127.0.0.1');
     const h1 = await send(url('http'), { agent: plain });
@@ -705,8 +705,8 @@ describe('HttpsAgent', () => {
 
 describe('axios', () => {
   test('axios with httpAgent and httpsAgent goes through the pool and reuses connections', async () => {
-    const httpAgent = new HttpAgent({ pool });
-    const httpsAgent = new HttpsAgent({ pool, ca: certs.ca });
+    const httpAgent = new HttpAgent({ keepAlive: true, pool });
+    const httpsAgent = new HttpsAgent({ keepAlive: true, pool, ca: certs.ca });
     const client = axios.create({ httpAgent, httpsAgent, proxy: false, responseType: 'text' });
     const a = await client.get<string>(httpUrl('/hello'));
     const b = await client.get<string>(httpUrl('/hello'));
@@ -735,7 +735,7 @@ describe('nginx', () => {
   const secureUrl = (path: string): string => `https://127.0.0.1:${nginx.httpsPort}${path}`;
 
   test('keep-alive: sequential requests share one nginx connection; 1 idle, 0 in use in between', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const seen: Array<[string | undefined, string | undefined]> = [];
     for (let i = 0; i < 5; i++) {
       const reply = await send(url('/hello'), { agent });
@@ -749,7 +749,7 @@ describe('nginx', () => {
   });
 
   test('a 1 MiB file, HEAD, 204, 304, a gzipped chunked response and a 4 MiB POST, all on one connection', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const file = await send(url('/big.bin'), { agent });
     expect(file.body.equals(nginx.big)).toBe(true);
     const head = await send(url('/big.bin'), { agent, method: 'HEAD' });
@@ -773,7 +773,7 @@ describe('nginx', () => {
   });
 
   test('Connection: close (keepalive_timeout 0) and a Keep-Alive: timeout=1 hint: neither socket is kept', async () => {
-    const agent = new HttpAgent({ pool });
+    const agent = new HttpAgent({ keepAlive: true, pool });
     const bye = await send(url('/close'), { agent });
     expect(bye.headers.connection).toBe('close');
     await settled();
@@ -788,7 +788,7 @@ describe('nginx', () => {
   });
 
   test('HTTPS with a private CA: verified, kept alive across requests; an unknown CA fails', async () => {
-    const agent = new HttpsAgent({ pool, ca: certs.ca });
+    const agent = new HttpsAgent({ keepAlive: true, pool, ca: certs.ca });
     const replies = [];
     for (let i = 0; i < 3; i++) replies.push(await send(secureUrl('/hello'), { agent }));
     expect(replies.map((reply) => reply.body.toString())).toEqual(Array(3).fill('hello from nginx\n'));
@@ -799,11 +799,11 @@ describe('nginx', () => {
     await settled();
     const file = await send(secureUrl('/big.bin'), { agent });
     expect(file.body.equals(nginx.big)).toBe(true);
-    await expect(send(secureUrl('/hello'), { agent: new HttpsAgent({ pool }) })).rejects.toMatchObject({ code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+    await expect(send(secureUrl('/hello'), { agent: new HttpsAgent({ keepAlive: true, pool }) })).rejects.toMatchObject({ code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
   });
 
   test('axios through HttpsAgent to nginx', async () => {
-    const httpsAgent = new HttpsAgent({ pool, ca: certs.ca });
+    const httpsAgent = new HttpsAgent({ keepAlive: true, pool, ca: certs.ca });
     const res = await axios.get<string>(secureUrl('/hello'), { httpsAgent, proxy: false, responseType: 'text' });
     expect([res.status, res.data]).toEqual([200, 'hello from nginx\n']);
   });

@@ -870,7 +870,7 @@ export async function httpRequests(env) {
     const loop = (get) => (callers === 1 ? sequentially(get) : (n) => contend(callers, n, get));
     const agentPool = new ResourcePool({ max: 100, name: `bench-http-agent-${mode}` });
     const dispatcherPool = new ResourcePool({ max: 100, name: `bench-http-dispatcher-${mode}` });
-    const pooledAgent = new HttpAgent({ pool: agentPool });
+    const pooledAgent = new HttpAgent({ keepAlive: true, pool: agentPool });
     const stockAgent = new http.Agent({ keepAlive: true });
     const dispatcher = createDispatcher({ pool: dispatcherPool });
     const stockDispatcher = new undici.Agent();
@@ -971,7 +971,7 @@ export async function httpFanout(env) {
       HTTP_AGENT,
       () => {
         const pool = new ResourcePool({ max: cap, name: 'bench-fanout-agent' });
-        return { pool, agent: new HttpAgent({ pool }) };
+        return { pool, agent: new HttpAgent({ keepAlive: true, pool }) };
       },
       (c, k) => nodeGet(c.agent, hosts[k], port),
       async (c) => {

@@ -154,7 +154,7 @@ const SCENARIOS = {
     httpScenario(ports, async () => {
       const { HttpAgent } = await import(pathToFileURL(join(distDir, 'http', 'index.js')).href);
       const pool = new lib.ResourcePool({ max: 100, name: 'profile-http-agent' });
-      const agent = new HttpAgent({ pool });
+      const agent = new HttpAgent({ keepAlive: true, pool });
       return { get: () => nodeGet(agent, ports.http), close: () => (agent.destroy(), pool.close()) };
     }),
   'http-stock': (lib, ports) =>

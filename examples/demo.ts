@@ -228,7 +228,7 @@ async function partThree(servers: ServerProcess): Promise<void> {
   console.log(`   echo server, ${SHARED_ROUNDS} times.\n`);
 
   const pool = new ResourcePool({ max: SHARED_POOL_MAX, name: 'shared' });
-  const agent = new HttpAgent({ pool, acquireTimeout: 5_000 });
+  const agent = new HttpAgent({ keepAlive: true, pool, acquireTimeout: 5_000 });
   const mostOpen = watchMostOpen(pool);
   const before = (await servers.counts()).accepted;
   let requests = 0;

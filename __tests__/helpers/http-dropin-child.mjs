@@ -10,7 +10,7 @@ const [scenario, kind] = process.argv.slice(2);
 const { ResourcePool } = await import(distIndex);
 const { HttpAgent } = await import(distIndex.replace(/index\.js$/, 'http/index.js'));
 const pool = new ResourcePool({ max: 4 });
-const makeAgent = (options = {}) => (kind === 'stock' ? new http.Agent({ keepAlive: true, ...options }) : new HttpAgent({ pool, ...options }));
+const makeAgent = (options = {}) => (kind === 'stock' ? new http.Agent({ keepAlive: true, ...options }) : new HttpAgent({ keepAlive: true, pool, ...options }));
 const uncaught = [];
 process.on('uncaughtException', (error) => uncaught.push(`${error.name}: ${error.message}`));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

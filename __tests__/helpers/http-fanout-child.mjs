@@ -78,7 +78,7 @@ const viaUndici = (dispatcher) => (k, i) =>
 
 const clients = {
   'http-agent': () => {
-    const agent = new HttpAgent();
+    const agent = new HttpAgent({ keepAlive: true });
     return [viaHttp(agent), () => agent.destroy()];
   },
   dispatcher: () => {

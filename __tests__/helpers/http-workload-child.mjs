@@ -48,7 +48,7 @@ const ca = readFileSync(caPath);
 const isStock = process.env.STOCK === '1';
 const agents = isStock
   ? [new http.Agent({ keepAlive: true }), new https.Agent({ keepAlive: true, ca })]
-  : [new HttpAgent(agentOptions()), new HttpsAgent({ ...agentOptions(), ca })];
+  : [new HttpAgent(agentOptions()), new HttpsAgent({ keepAlive: true, ...agentOptions(), ca })];
 // The server's certificate names localhost and 127.0.0.1; plain HTTP has an origin per loopback address.
 const targets = [
   { agent: agents[0], module: http, port: Number(httpPortText), hosts: ['127.0.0.1', '127.0.0.2', '127.0.0.3', 'localhost'] },

@@ -3,7 +3,7 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { NetConnectOpts, Socket } from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
-import { createConnection, getResourcePool, park, ResourcePool, unpark } from '../index.js';
+import { createConnection, getResourcePool, park, ResourceLimitExceededError, ResourcePool, unpark } from '../index.js';
 
 /** Options that `HttpAgent` and `HttpsAgent` add to those of `http.Agent` / `https.Agent`. */
 export interface PoolAgentOptions {
@@ -17,16 +17,16 @@ export interface PoolAgentOptions {
   /**
    * How long a new socket may wait for a slot of the pool, in ms, before the
    * request fails with `ResourceLimitExceededError` whose `cause` is a
-   * `TimeoutError`. (Requests queued by the agent's own `maxSockets` wait as
-   * with `http.Agent`: their `timeout` starts once they have a socket.) @default none
+   * `TimeoutError`. A request queued by the agent's own `maxSockets` fails
+   * the same way if it has no socket by then. @default none
    */
   acquireTimeout?: number;
 }
 
-/** Options of {@link HttpAgent}: `http.Agent`'s, with `keepAlive` on unless turned off, plus connpool's. */
+/** Options of {@link HttpAgent}: `http.Agent`'s, with Node's defaults, plus connpool's. */
 export interface HttpAgentOptions extends PoolAgentOptions, http.AgentOptions {}
 
-/** Options of {@link HttpsAgent}: `https.Agent`'s (TLS options included), with `keepAlive` on unless turned off, plus connpool's. */
+/** Options of {@link HttpsAgent}: `https.Agent`'s (TLS options included), with Node's defaults, plus connpool's. */
 export interface HttpsAgentOptions extends PoolAgentOptions, https.AgentOptions {}
 
 /** What the agent's connects take from its options. */
@@ -56,12 +56,14 @@ type Books = http.Agent & {
  * room; Node then forgets it as it forgets any socket that closed. Idle
  * sockets are no longer shared between agents.
  *
- * `keepAlive` is on unless turned off, as for Node's global agent.
+ * Defaults are Node's: pass `keepAlive: true` to keep connections for
+ * later requests, as Node's global agents do (`keepAlive: false`, the
+ * default of `new http.Agent()`, closes each after its response).
  *
  * @example
  * ```ts
  * import { HttpAgent } from 'connpool/http';
- * const agent = new HttpAgent({ maxSockets: 16, acquireTimeout: 5_000 });
+ * const agent = new HttpAgent({ keepAlive: true, maxSockets: 16, acquireTimeout: 5_000 });
  * http.get('http://example.com/', { agent }, (res) => res.resume());
  * ```
  */
@@ -76,7 +78,7 @@ export class HttpAgent extends http.Agent {
    */
   constructor(options: HttpAgentOptions = {}) {
     const { budget, agentOptions } = split(options);
-    super({ keepAlive: true, ...agentOptions });
+    super(agentOptions);
     this.#budget = budget;
     keepBooks(this);
   }
@@ -98,6 +100,12 @@ export class HttpAgent extends http.Agent {
     unpark(socket);
     super.reuseSocket(socket, request);
   }
+
+  /** @internal Node's client calls it for each request: Node's own, plus `acquireTimeout` for a request `maxSockets` queues. */
+  addRequest(req: ClientRequest, options: object): void {
+    nodeAddRequest.call(this, req, options);
+    giveUpAfter(this, req, this.#budget.acquireTimeout);
+  }
 }
 
 /**
@@ -109,7 +117,7 @@ export class HttpAgent extends http.Agent {
  * @example
  * ```ts
  * import { HttpsAgent } from 'connpool/http';
- * const agent = new HttpsAgent({ ca: readFileSync('ca.pem'), connectTimeout: 5_000 });
+ * const agent = new HttpsAgent({ keepAlive: true, ca: readFileSync('ca.pem'), connectTimeout: 5_000 });
  * https.get('https://internal.example/', { agent }, (res) => res.resume());
  * ```
  */
@@ -119,7 +127,7 @@ export class HttpsAgent extends https.Agent {
   /** @throws as {@link HttpAgent}'s constructor. */
   constructor(options: HttpsAgentOptions = {}) {
     const { budget, agentOptions } = split(options);
-    super({ keepAlive: true, ...agentOptions });
+    super(agentOptions);
     this.#budget = budget;
     keepBooks(this);
   }
@@ -153,6 +161,40 @@ export class HttpsAgent extends https.Agent {
     unpark(socket);
     super.reuseSocket(socket, request);
   }
+
+  /** @internal Node's client calls it for each request: Node's own, plus `acquireTimeout` for a request `maxSockets` queues. */
+  addRequest(req: ClientRequest, options: object): void {
+    nodeAddRequest.call(this, req, options);
+    giveUpAfter(this, req, this.#budget.acquireTimeout);
+  }
+}
+
+/** Node's `Agent#addRequest` (untyped): it hands the request a free socket, a new one, or queues it under `maxSockets`. */
+const nodeAddRequest = (http.Agent.prototype as unknown as { addRequest(req: ClientRequest, options: object): void }).addRequest;
+
+/**
+ * `acquireTimeout` also bounds a request's wait in the agent's own queue
+ * (`maxSockets`): without a socket by then, it fails as a wait for a pool
+ * slot does. A socket that then waits for a slot has the same bound of its own.
+ */
+function giveUpAfter(agent: http.Agent, req: ClientRequest, ms: number | undefined): void {
+  if (ms === undefined || ms === 0) return;
+  const timer = setTimeout(() => {
+    // Only a request still in the agent's queue: taken out of it, it fails as Node fails a request it cannot give a socket.
+    const requests = agent.requests as NodeJS.Dict<ClientRequest[]>;
+    for (const name in requests) {
+      const queue = requests[name]!;
+      const index = queue.indexOf(req);
+      if (index === -1) continue;
+      queue.splice(index, 1);
+      if (queue.length === 0) delete requests[name];
+      const reason = new DOMException(`no socket within acquireTimeout (${ms} ms)`, 'TimeoutError');
+      (req as ClientRequest & { onSocket(socket: null, error: Error): void }).onSocket(null, new ResourceLimitExceededError({ cause: reason }));
+      return;
+    }
+  }, ms).unref();
+  const clear = (): void => clearTimeout(timer);
+  req.once('socket', clear).once('close', clear);
 }
 
 /**
