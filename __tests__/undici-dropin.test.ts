@@ -240,6 +240,17 @@ describe('createDispatcher: keep-alive, as undici\'s keepAliveTimeout', () => {
     await eventually(() => pool.stats().idle === 0, 'the idle socket to be closed after keepAliveTimeout');
   });
 
+  test('a server keep-alive hint replaces keepAliveTimeout, less keepAliveTimeoutThreshold, also in the pool', async () => {
+    const server = createHttpServer((_req, res) => res.end('ok'));
+    server.keepAliveTimeout = 3_000; // Keep-Alive: timeout=3
+    const port = await listen(server);
+    // 3,000 - 2,950: 50 ms of keep-alive, though keepAliveTimeout says a minute.
+    const dispatcher = make('createDispatcher', { keepAliveTimeout: 60_000, keepAliveTimeoutThreshold: 2_950, idleHandoff: 10 });
+    expect(await get(`http://127.0.0.1:${port}/`, dispatcher)).toBe('ok');
+    await eventually(() => pool.stats().inUse === 0 && pool.stats().idle === 1, 'the socket to be handed back');
+    await eventually(() => pool.stats().idle === 0, 'the idle socket to be closed after the hint');
+  });
+
   test('with a longer keepAliveTimeout it stays idle in the pool and the next request reuses it', async () => {
     const port = await listen(createHttpServer((req, res) => res.end(`${req.socket.remotePort}`)));
     const dispatcher = make('createDispatcher', { keepAliveTimeout: 60_000, idleHandoff: 10 });

@@ -60,7 +60,9 @@ let dispatchers = 0;
  * request for a connection for `idleHandoff` ms, the socket goes back to
  * connpool's idle list instead of being closed, so idle keep-alive sockets
  * count as idle in the pool (evictable, watched) and never as in use; it is
- * closed there once idle for undici's `keepAliveTimeout` in all. A socket is
+ * closed there once idle for as long as undici would have kept it (the
+ * server's keep-alive hint less `keepAliveTimeoutThreshold`, at most
+ * `keepAliveMaxTimeout`, or `keepAliveTimeout`). A socket is
  * only handed back between requests, never in the middle of a response.
  * HTTP/1.1 only.
  *
@@ -80,17 +82,27 @@ let dispatchers = 0;
  * ```
  */
 export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
-  const { pool: poolOption, acquireTimeout, idleHandoff, keepAliveTimeout, agent, isRouted } = splitOptions(options);
+  const { pool: poolOption, acquireTimeout, idleHandoff, keepAliveTimeout, keepAliveMaxTimeout, keepAliveTimeoutThreshold, agent, isRouted } =
+    splitOptions(options);
   const pool = poolOption ?? getResourcePool();
   const id = ++dispatchers;
-  /** How long a handed-back socket may stay idle in the pool: what is left of its keep-alive time. */
-  const keptFor = keepAliveTimeout - idleHandoff;
+  const waits = new Waits();
+  /**
+   * How long a socket handed back for `origin` may stay idle in the pool:
+   * what is left of the keep-alive time undici gives it (after the origin's
+   * last response: its server's hint, less the threshold and at most
+   * keepAliveMaxTimeout, or keepAliveTimeout without one).
+   */
+  const keptFor = (origin: string): number => {
+    const hint = waits.hintOf(origin);
+    return (hint === undefined ? keepAliveTimeout : Math.min(hint - keepAliveTimeoutThreshold, keepAliveMaxTimeout)) - idleHandoff;
+  };
   /** Handles whose connection is back in the pool, per dialer key and address. */
   const handles = new Map<string, Kept[]>();
-  const release = (name: string, handle: ConnResource, isPut: boolean): void => {
+  const release = (name: string, handle: ConnResource, isPut: boolean, origin: string): void => {
     let list = handles.get(name);
     if (list === undefined) handles.set(name, (list = []));
-    const timer = isPut ? setTimeout(() => handle.scheduleClose(), Math.max(keptFor, 0)).unref() : undefined;
+    const timer = isPut ? setTimeout(() => handle.scheduleClose(), Math.max(keptFor(origin), 0)).unref() : undefined;
     list.push({ handle, timer });
   };
   const take = (name: string): ConnResource | undefined => {
@@ -100,7 +112,6 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
     return kept.handle;
   };
 
-  const waits = new Waits();
   const connect = (
     undiciConnect: buildConnector.connector,
     opts: buildConnector.Options,
@@ -125,16 +136,17 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
     // Throws for an address connpool cannot dial (undici then fails the requests), before any wait starts.
     const handle = take(name) ?? New(network, address, { pool });
     const dialer: Dialer = { key, dial: (_network, _address, signal) => dial(undiciConnect, opts, signal) };
-    const wait = waits.connecting(`${opts.protocol}//${opts.host ?? address}`, acquireTimeout);
+    const origin = `${opts.protocol}//${opts.host ?? address}`;
+    const wait = waits.connecting(origin, acquireTimeout);
     handle.get(wait.signal, dialer).then(
       (conn) => {
         wait.done();
-        handOffWhenIdle(conn, client, keptFor > 0, (isPut) => release(name, handle, isPut));
+        handOffWhenIdle(conn, client, () => keptFor(origin) > 0, (isPut) => release(name, handle, isPut, origin));
         callback(null, conn as unknown as Socket);
       },
       (error: Error) => {
         wait.done();
-        release(name, handle, false);
+        release(name, handle, false, origin);
         callback(error.name === 'TimeoutError' ? new ResourceLimitExceededError({ cause: error }) : error, null);
       },
     );
@@ -230,6 +242,8 @@ type LegacyHandler = Dispatcher.DispatchHandler & {
  */
 class Waits {
   readonly #origins = new Map<string, { waiting: number; connects: Set<AbortController> }>();
+  /** Each origin's last keep-alive hint, in ms (`Keep-Alive: timeout=N`), or undefined for none. */
+  readonly #hints = new Map<string, number | undefined>();
   /** Connects under way (waiting for a slot, or dialing). */
   #pending = 0;
   /**
@@ -278,6 +292,15 @@ class Waits {
     const origin = this.#origin(key);
     origin.waiting++;
     return () => void origin.waiting--;
+  }
+
+  /** A response of `key` came with this keep-alive hint (ms), or none. */
+  hinted(key: string, hint: number | undefined): void {
+    if (hint !== this.#hints.get(key) && (this.#hints.size < 10_000 || this.#hints.has(key))) this.#hints.set(key, hint);
+  }
+
+  hintOf(key: string): number | undefined {
+    return this.#hints.get(key);
   }
 
   /** The dispatcher is destroyed: every connect stops, its wait leaves the pool's queue. */
@@ -400,8 +423,9 @@ class WaitingRequest {
     this.handler.onResponseStarted?.();
   }
 
-  onHeaders(...args: unknown[]): boolean {
-    return this.handler.onHeaders?.(...args) ?? true;
+  onHeaders(statusCode: number, rawHeaders: unknown, ...rest: unknown[]): boolean {
+    if (statusCode >= 200) this.waits.hinted(this.key, keepAliveHint(rawHeaders));
+    return this.handler.onHeaders?.(statusCode, rawHeaders, ...rest) ?? true;
   }
 
   onData(chunk: Buffer): boolean {
@@ -432,7 +456,7 @@ class WaitingRequest {
  * is closed: it may be mid-exchange. Either way `released` hears that the
  * handle is free again, and whether the socket went back to the pool.
  */
-function handOffWhenIdle(conn: PooledConn, client: Client, isKept: boolean, released: (isPut: boolean) => void): void {
+function handOffWhenIdle(conn: PooledConn, client: Client, isKept: () => boolean, released: (isPut: boolean) => void): void {
   let isUsed = false;
   let isPut = false;
   const write = conn.write;
@@ -443,7 +467,7 @@ function handOffWhenIdle(conn: PooledConn, client: Client, isKept: boolean, rele
   } as PooledConn['write'];
   const destroy = conn.destroy;
   conn.destroy = function (this: PooledConn, error?: Error) {
-    if (this.isOut && (!isUsed || (isKept && (isBetweenRequests(error) || isClosedBetweenRequests(error, client))))) {
+    if (this.isOut && (!isUsed || ((isBetweenRequests(error) || isClosedBetweenRequests(error, client)) && isKept()))) {
       this.put();
       isPut = true;
     }
@@ -457,6 +481,18 @@ function isClosedBetweenRequests(error: Error | undefined, client: Client): bool
   if ((error as { code?: string } | undefined)?.code !== 'UND_ERR_DESTROYED') return false;
   const { running, pending } = client.stats;
   return running === 0 && pending === 0;
+}
+
+/** The `Keep-Alive: timeout=N` of a response's raw headers, in ms, as undici reads it (`parseKeepAliveTimeout`). */
+function keepAliveHint(rawHeaders: unknown): number | undefined {
+  if (!Array.isArray(rawHeaders)) return undefined;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as Buffer | string;
+    if (name.length !== 10 || String(name).toLowerCase() !== 'keep-alive') continue;
+    const match = /timeout=(\d+)/.exec(String(rawHeaders[i + 1]));
+    return match === null ? undefined : Number.parseInt(match[1]!, 10) * 1000;
+  }
+  return undefined;
 }
 
 /** undici let go of a connection that has no request: idle too long, or needed for another TLS server name. */

@@ -79,6 +79,10 @@ export interface SplitOptions {
   idleHandoff: number;
   /** ms an idle connection is kept when the server sends no keep-alive hint (undici's `keepAliveTimeout`). */
   keepAliveTimeout: number;
+  /** The most a server's keep-alive hint may keep it (undici's `keepAliveMaxTimeout`). */
+  keepAliveMaxTimeout: number;
+  /** What is taken off a server's hint (undici's `keepAliveTimeoutThreshold`). */
+  keepAliveTimeoutThreshold: number;
   /** For undici's `Agent`, `factory` aside. */
   agent: Agent.Options;
   /** Whether the connect options can change where a plain connection goes (so its sockets are not shared). */
@@ -88,6 +92,7 @@ export interface SplitOptions {
 /** undici's default keep-alive timeouts (`lib/dispatcher/client.js`). */
 const UNDICI_KEEP_ALIVE_TIMEOUT_MS = 4_000;
 const UNDICI_KEEP_ALIVE_MAX_TIMEOUT_MS = 600_000;
+const UNDICI_KEEP_ALIVE_TIMEOUT_THRESHOLD_MS = 2_000;
 /** Connect options by which a plain connection may reach another peer than the one its address names. */
 const ROUTING_OPTIONS = ['lookup', 'localAddress', 'localPort', 'family', 'hints', 'socketPath'];
 
@@ -157,7 +162,17 @@ export function splitOptions(options: object | undefined): SplitOptions {
     all.localAddress != null ||
     all.socketPath != null ||
     (connect != null && ROUTING_OPTIONS.some((name) => (connect as Record<string, unknown>)[name] != null));
-  return { pool: pool ?? (undefined as never), acquireTimeout, idleHandoff, keepAliveTimeout, agent: agent as Agent.Options, isRouted };
+  const keepAliveTimeoutThreshold = typeof all.keepAliveTimeoutThreshold === 'number' ? all.keepAliveTimeoutThreshold : UNDICI_KEEP_ALIVE_TIMEOUT_THRESHOLD_MS;
+  return {
+    pool: pool ?? (undefined as never),
+    acquireTimeout,
+    idleHandoff,
+    keepAliveTimeout,
+    keepAliveMaxTimeout,
+    keepAliveTimeoutThreshold,
+    agent: agent as Agent.Options,
+    isRouted,
+  };
 }
 
 /** A connpool option in ms (or a count): a number > 0, `Infinity` allowed; `fallback` when undefined. */
