@@ -191,11 +191,11 @@ function dial(undiciConnect: buildConnector.connector, opts: buildConnector.Opti
     let opened: Socket | undefined;
     try {
       opened = (undiciConnect as (...args: Parameters<buildConnector.connector>) => Socket | undefined)(opts, (error, connected) => {
-      signal.removeEventListener('abort', onAbort);
-      if (signal.aborted) connected?.destroy();
-      else if (error !== null) reject(error);
-      else resolve(connected as Socket);
-    });
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) connected?.destroy();
+        else if (error !== null) reject(error);
+        else resolve(connected as Socket);
+      });
     } catch (error) {
       signal.removeEventListener('abort', onAbort);
       throw error;
