@@ -74,6 +74,15 @@ function handedBack(of: ResourcePool = pool, inUse = 0): Promise<void> {
   return eventually(() => of.stats().inUse === inUse && of.stats().releasing === 0, 'undici to hand its sockets back to the pool');
 }
 
+/** Resolves once the server has seen connection `conn` (its X-Conn) close: it learns of a client's close a little later. */
+async function closedAtServer(conn: string): Promise<void> {
+  for (let turn = 0; turn < 2_500; turn++) {
+    if (!(await servers.counts()).openConns.includes(conn)) return;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  throw new Error(`gave up waiting for the server to see connection ${conn} close`);
+}
+
 interface Reply {
   status: number;
   headers: Record<string, string | string[] | undefined>;
@@ -245,7 +254,7 @@ describe('createDispatcher: when a socket is not reused', () => {
     })();
     await expect(reading).rejects.toMatchObject({ name: 'AbortError' });
     await handedBack();
-    expect((await servers.counts()).openConns).not.toContain(conn);
+    await closedAtServer(conn);
     const next = await send(httpUrl('/hello'), { dispatcher });
     expect(next.body.toString()).toBe('hello');
     expect(next.conn).not.toBe(conn);
@@ -259,7 +268,7 @@ describe('createDispatcher: when a socket is not reused', () => {
     res.body.on('error', () => {});
     res.body.destroy();
     await handedBack();
-    expect((await servers.counts()).openConns).not.toContain(conn);
+    await closedAtServer(conn);
     const next = await send(httpUrl('/hello'), { dispatcher });
     expect(next.body.toString()).toBe('hello');
     expect(next.conn).not.toBe(conn);

@@ -4,7 +4,9 @@
 //
 // The models (__tests__/model.test.ts, __tests__/budget.test.ts), the scheduler interleavings
 // (__tests__/schedule.test.ts) and the seeded socket workloads (__tests__/workload.test.ts, one thread;
-// __tests__/threads-workload.test.ts, worker threads; __tests__/http-workload.test.ts, the HTTP adapters) read the budget from FUZZ_RUNS and
+// __tests__/threads-workload.test.ts, worker threads; __tests__/http-workload.test.ts, requests
+// destroyed at random through the HTTP agents; __tests__/undici-workload.test.ts, random
+// aborts through createDispatcher()) read the budget from FUZZ_RUNS and
 // the seed from FUZZ_SEED; without them they run their small CI budget. dist/ is rebuilt first
 // (the workload's child processes import dist/index.js) unless --no-build is given. A failing
 // property prints its seed and shrunk counterexample; rerun with that --seed to replay it.
@@ -21,6 +23,7 @@ const files = [
   '__tests__/workload.test.ts',
   '__tests__/threads-workload.test.ts',
   '__tests__/http-workload.test.ts',
+  '__tests__/undici-workload.test.ts',
 ];
 const usage = 'usage: npm run fuzz -- --runs N [--seed S] [--no-build] [jest options]';
 

@@ -83,8 +83,9 @@ export function connectTarget(endpoint: Endpoint): { host: string; port: number;
 /**
  * @internal
  * Resolves with `socket` once it emits `readyEvent`; destroys it and rejects
- * on error, on `ETIMEDOUT` after `timeout` ms (if > 0), or with the signal's
- * reason when `signal` aborts.
+ * on error, on `ETIMEDOUT` after `timeout` ms (if > 0) unless the connect
+ * turns out to be done in that same turn of the event loop, or with the
+ * signal's reason when `signal` aborts.
  */
 export function whenReady(
   socket: Socket,
@@ -101,7 +102,14 @@ export function whenReady(
     };
     const onError = (error: Error): void => fail(error);
     const onAbort = (): void => fail(signal.reason);
-    const onTimeout = (): void => fail(timedOut(address));
+    // The timer may fire late, after an event-loop block during which the
+    // connect succeeded: its event is then still to be read, in this same
+    // turn. Giving it until setImmediate lets it win, as undici's connect
+    // timeout does (nodejs/undici#3410).
+    let check: NodeJS.Immediate | undefined;
+    const onTimeout = (): void => {
+      check ??= setImmediate(() => fail(timedOut(address)));
+    };
     const onReady = (): void => {
       cleanup();
       resolve(socket);
@@ -109,6 +117,7 @@ export function whenReady(
     const cleanup = (): void => {
       socket.off('error', onError).off(readyEvent, onReady).off('timeout', onTimeout);
       signal.removeEventListener('abort', onAbort);
+      clearImmediate(check);
       if (timeout > 0) socket.setTimeout(0);
     };
     if (signal.aborted) return fail(signal.reason);

@@ -1,127 +1,207 @@
 import { isIP } from 'node:net';
-import type { ConnectionOptions } from 'node:tls';
-import { Agent, Client, Pool, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { Agent, Client, errors, Pool, type Dispatcher, type buildConnector } from 'undici';
 import {
   getResourcePool,
   New,
-  netDialer,
   ResourceLimitExceededError,
-  ResourcePool,
-  tlsDialer,
   type ConnResource,
   type Dialer,
+  type Network,
   type PooledConn,
 } from '../index.js';
-
-/** Options of {@link createDispatcher}. */
-export interface DispatcherOptions extends Omit<ConnectionOptions, 'timeout' | 'host' | 'port' | 'path' | 'socket'> {
-  /** The pool whose slots the dispatcher's sockets take. @default getResourcePool() */
-  pool?: ResourcePool;
-  /** Connections in use per origin; requests beyond wait in undici's queue for that origin. @default Infinity */
-  maxSockets?: number;
-  /** Gives up a connect (and TLS handshake) not done after this many ms, with `ETIMEDOUT`. @default none */
-  connectTimeout?: number;
-  /**
-   * How long a connection may wait for a pool slot, in ms, before its
-   * requests fail with `ResourceLimitExceededError` (`cause`: a `TimeoutError`).
-   * @default none
-   */
-  acquireTimeout?: number;
-  /**
-   * How long undici keeps a connection that has no request before it goes
-   * back to the pool's idle list, in ms. Short, so that idle sockets are
-   * evictable by anyone, not held by undici. @default 10
-   */
-  idleHandoff?: number;
-}
+import { splitOptions, type LegacyConnectOptions, type PoolOptions } from './options.js';
 
 /**
- * The most a server's keep-alive hint may be and still not be trusted: undici
- * subtracts this from the hint, and a socket whose hint leaves nothing is
- * closed after its response rather than kept.
+ * Options of {@link createDispatcher}: undici's `Agent` options, with
+ * undici's meaning and undici's checks, and connpool's own.
+ *
+ * - undici's: `connect` (`timeout`, `lookup`, `servername`, `ca`,
+ *   `rejectUnauthorized`, ... or a connector function), `connectTimeout`
+ *   (default 10 s, as undici's), `headersTimeout`, `bodyTimeout`,
+ *   `keepAliveTimeout`, `keepAliveMaxTimeout`, `keepAliveTimeoutThreshold`,
+ *   `pipelining`, `connections`, `maxOrigins`, `clientTtl`, `socketPath`,
+ *   `localAddress`, `maxHeaderSize`, `maxResponseSize`, `maxRequestsPerClient`,
+ *   `strictContentLength`, `maxCachedSessions`, `autoSelectFamily`, ...
+ *   undici refuses a bad value with its `InvalidArgumentError`.
+ * - connpool's: `pool`, `maxSockets` (undici's `connections` under
+ *   `http.Agent`'s name), `acquireTimeout`, `idleHandoff`.
+ * - `tls.connect()` options at the top level (`ca`, `servername`, `lookup`,
+ *   ...), as earlier versions took them: they go into `connect`.
+ *
+ * Refused, with a `TypeError` whose code is `ERR_INVALID_ARG_VALUE`: any other
+ * option, `factory` (the dispatcher makes its own pools), `maxRedirections`
+ * and `interceptors` (undici 7 uses neither: compose interceptors on the
+ * dispatcher), `allowH2: true` and `useH2c: true` (HTTP/1.1 only).
  */
-const KEEP_ALIVE_HINT_THRESHOLD_MS = 1_000;
+export interface DispatcherOptions extends Omit<Agent.Options, 'factory' | 'interceptors' | 'allowH2' | 'useH2c'>, PoolOptions, LegacyConnectOptions {
+  /** HTTP/1.1 only: `true` is refused. */
+  allowH2?: false;
+  /** HTTP/1.1 only: `true` is refused. */
+  useH2c?: false;
+}
 
 /** undici's own code for the error it destroys an idle connection with. */
 const IDLE_TIMEOUT = 'socket idle timeout';
+/** undici's, when a request for another TLS server name needs a new connection. */
+const SERVERNAME_CHANGED = 'servername changed';
+
+let dispatchers = 0;
 
 /**
  * An undici `Dispatcher` whose sockets come from connpool, for
  * `fetch(url, { dispatcher })` (Node's own `fetch` included),
  * `undici.request()` and `setGlobalDispatcher()`.
  *
- * It is an undici `Agent` whose connector takes connections from the pool.
- * When undici has had no request for a connection for `idleHandoff` ms, the
- * socket goes back to connpool's idle list instead of being closed, so idle
- * keep-alive sockets count as idle in the pool (evictable, watched) and never
- * as in use. A socket is only handed back between requests, never in the
- * middle of a response. HTTP/1.1 only.
+ * It is undici's `Agent`, with undici's own option checks, pools, clients and
+ * connector (connect timeout, `lookup`, TLS server name from the `Host`
+ * header, session resumption): connpool only decides when a connect may start
+ * (a pool slot) and where an idle socket waits. When undici has had no
+ * request for a connection for `idleHandoff` ms, the socket goes back to
+ * connpool's idle list instead of being closed, so idle keep-alive sockets
+ * count as idle in the pool (evictable, watched) and never as in use; it is
+ * closed there once idle for as long as undici would have kept it (the
+ * server's keep-alive hint less `keepAliveTimeoutThreshold`, at most
+ * `keepAliveMaxTimeout`, or `keepAliveTimeout`). A socket is
+ * only handed back between requests, never in the middle of a response.
+ * HTTP/1.1 only.
+ *
+ * `close()` lets every request finish; `destroy()` fails every request and
+ * takes every wait for a slot out of the pool's queue.
+ *
+ * @throws {TypeError} `ERR_INVALID_ARG_VALUE` for an option it does not take;
+ *   `ERR_INVALID_ARG_TYPE` for a connpool option of the wrong type.
+ * @throws {RangeError} `ERR_OUT_OF_RANGE` for a connpool option out of range.
+ * @throws undici's `InvalidArgumentError` (`UND_ERR_INVALID_ARG`) for an undici option undici refuses.
  *
  * @example
  * ```ts
  * import { createDispatcher } from 'connpool/undici';
- * const dispatcher = createDispatcher({ acquireTimeout: 5_000 });
+ * const dispatcher = createDispatcher({ acquireTimeout: 5_000, connect: { timeout: 2_000 } });
  * const res = await fetch('http://example.com/', { dispatcher });
  * ```
  */
 export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
-  const { pool: poolOption, maxSockets, connectTimeout, acquireTimeout, idleHandoff = 10, ...tlsOptions } = options;
+  const { pool: poolOption, acquireTimeout, idleHandoff, keepAliveTimeout, keepAliveMaxTimeout, keepAliveTimeoutThreshold, agent, isRouted } =
+    splitOptions(options);
   const pool = poolOption ?? getResourcePool();
-  if (!(pool instanceof ResourcePool)) throw new TypeError('options.pool must be a ResourcePool');
-  const waitLimit = positive('acquireTimeout', acquireTimeout);
-  const plain: Dialer = { key: 'http', dial: netDialer({ timeout: connectTimeout }).dial };
-  const secure = tlsDialer({ ...tlsOptions, ALPNProtocols: ['http/1.1'], timeout: connectTimeout });
-  /** Handles whose connection is back in the pool, per origin. */
-  const handles = new Map<string, ConnResource[]>();
-  const release = (name: string, handle: ConnResource): void => {
+  const id = ++dispatchers;
+  const waits = new Waits();
+  /**
+   * How long a socket handed back for `origin` may stay idle in the pool:
+   * what is left of the keep-alive time undici gives it (after the origin's
+   * last response: its server's hint, less the threshold and at most
+   * keepAliveMaxTimeout, or keepAliveTimeout without one).
+   */
+  const keptFor = (origin: string): number => {
+    const hint = waits.hintOf(origin);
+    return (hint === undefined ? keepAliveTimeout : Math.min(hint - keepAliveTimeoutThreshold, keepAliveMaxTimeout)) - idleHandoff;
+  };
+  /** Handles whose connection is back in the pool, per dialer key and address. */
+  const handles = new Map<string, Kept[]>();
+  const release = (name: string, handle: ConnResource, isPut: boolean, origin: string): void => {
     let list = handles.get(name);
     if (list === undefined) handles.set(name, (list = []));
-    list.push(handle);
+    const timer = isPut ? setTimeout(() => handle.scheduleClose(), Math.max(keptFor(origin), 0)).unref() : undefined;
+    list.push({ handle, timer });
+  };
+  const take = (name: string): ConnResource | undefined => {
+    const kept = handles.get(name)?.pop();
+    if (kept === undefined) return undefined;
+    clearTimeout(kept.timer);
+    return kept.handle;
   };
 
-  const waits = new Waits();
   const connect = (
-    opts: { protocol: string; hostname: string; port: string },
-    callback: (error: Error | null, socket: PooledConn | null) => void,
+    undiciConnect: buildConnector.connector,
+    opts: buildConnector.Options,
+    callback: buildConnector.Callback,
     client: Client,
   ): void => {
+    // A TLS upgrade of a socket that is already open (and counted) needs no slot.
+    if (opts.httpSocket !== undefined) return undiciConnect(opts, callback);
     const isSecure = opts.protocol === 'https:';
-    const wait = waits.connecting(`${opts.protocol}//${opts.hostname}${opts.port ? `:${opts.port}` : ''}`, waitLimit);
-    const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
     const port = opts.port || (isSecure ? '443' : '80');
-    const address = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-    const name = `${opts.protocol}//${address}`;
-    const handle = handles.get(name)?.pop() ?? New('tcp', address, { pool });
-    handle.get(wait.signal, isSecure ? secure : plain).then(
+    const network: Network = opts.socketPath ? 'unix' : 'tcp';
+    const address = opts.socketPath || (isIP(opts.hostname) === 6 ? `[${opts.hostname}]:${port}` : `${opts.hostname}:${port}`);
+    // Plain sockets are shared with every user of the pool (HttpAgent's too) unless routed by the connect options.
+    const key = isSecure
+      ? `https|undici#${id}|${opts.servername ?? ''}`
+      : isRouted
+        ? `http|undici#${id}`
+        : opts.localAddress
+          ? `http|${opts.localAddress}`
+          : 'http';
+    const name = `${key}|${network}|${address}`;
+    // Throws for an address connpool cannot dial (undici then fails the requests), before any wait starts.
+    const handle = take(name) ?? New(network, address, { pool });
+    const dialer: Dialer = { key, dial: (_network, _address, signal) => dial(undiciConnect, opts, signal) };
+    const origin = `${opts.protocol}//${opts.host ?? address}`;
+    const wait = waits.connecting(origin, acquireTimeout);
+    handle.get(wait.signal, dialer).then(
       (conn) => {
         wait.done();
-        handOffWhenIdle(conn, client, () => release(name, handle));
-        callback(null, conn);
+        handOffWhenIdle(conn, client, () => keptFor(origin) > 0, (isPut) => release(name, handle, isPut, origin));
+        callback(null, conn as unknown as Socket);
       },
       (error: Error) => {
         wait.done();
-        release(name, handle);
+        release(name, handle, false, origin);
         callback(error.name === 'TimeoutError' ? new ResourceLimitExceededError({ cause: error }) : error, null);
       },
     );
   };
 
   // Each Client gets a connector of its own, which knows whether the client
-  // still runs a request when it destroys its socket.
+  // still runs a request when it destroys its socket. `clientOptions.connect`
+  // is the connector undici's Pool built from the options.
   const clientFactory = (origin: URL | string, clientOptions: object): Client => {
+    const undiciConnect = (clientOptions as { connect: buildConnector.connector }).connect;
     const client: Client = new Client(origin, {
       ...clientOptions,
-      connect: ((opts: never, callback: never) => connect(opts, callback, client)) as never,
+      connect: ((opts: buildConnector.Options, callback: buildConnector.Callback) => connect(undiciConnect, opts, callback, client)) as never,
     });
     return client;
   };
   return new PoolDispatcher(waits, {
+    ...agent,
     factory: (origin, poolOptions) => new Pool(origin, { ...poolOptions, factory: clientFactory }),
-    connections: maxSockets ?? null,
-    keepAliveTimeout: idleHandoff,
-    keepAliveMaxTimeout: idleHandoff,
-    keepAliveTimeoutThreshold: KEEP_ALIVE_HINT_THRESHOLD_MS,
-    allowH2: false,
+  });
+}
+
+/** A handle whose connection went back to the pool, and the timer that closes it there after its keep-alive time. */
+interface Kept {
+  handle: ConnResource;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Opens a connection with undici's connector; destroys it and rejects with
+ * the signal's reason if `signal` aborts first (a Dialer's contract).
+ */
+function dial(undiciConnect: buildConnector.connector, opts: buildConnector.Options, signal: AbortSignal): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    let socket: Socket | undefined;
+    const onAbort = (): void => {
+      socket?.destroy();
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    let opened: Socket | undefined;
+    try {
+      opened = (undiciConnect as (...args: Parameters<buildConnector.connector>) => Socket | undefined)(opts, (error, connected) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) connected?.destroy();
+        else if (error !== null) reject(error);
+        else resolve(connected as Socket);
+      });
+    } catch (error) {
+      signal.removeEventListener('abort', onAbort);
+      throw error;
+    }
+    // undici's connector returns the socket; a custom one may not.
+    socket = opened ?? undefined;
   });
 }
 
@@ -162,6 +242,8 @@ type LegacyHandler = Dispatcher.DispatchHandler & {
  */
 class Waits {
   readonly #origins = new Map<string, { waiting: number; connects: Set<AbortController> }>();
+  /** Each origin's last keep-alive hint, in ms (`Keep-Alive: timeout=N`), or undefined for none. */
+  readonly #hints = new Map<string, number | undefined>();
   /** Connects under way (waiting for a slot, or dialing). */
   #pending = 0;
   /**
@@ -212,6 +294,23 @@ class Waits {
     return () => void origin.waiting--;
   }
 
+  /** A response of `key` came with this keep-alive hint (ms), or none. */
+  hinted(key: string, hint: number | undefined): void {
+    if (hint !== this.#hints.get(key) && (this.#hints.size < 10_000 || this.#hints.has(key))) this.#hints.set(key, hint);
+  }
+
+  hintOf(key: string): number | undefined {
+    return this.#hints.get(key);
+  }
+
+  /** The dispatcher is destroyed: every connect stops, its wait leaves the pool's queue. */
+  abortAll(reason: unknown): void {
+    for (const origin of this.#origins.values()) {
+      for (const controller of origin.connects) controller.abort(reason);
+      origin.connects.clear();
+    }
+  }
+
   /** A waiting request of `key` was aborted with `reason`. */
   aborted(key: string, reason: unknown): void {
     const origin = this.#origin(key);
@@ -238,10 +337,20 @@ class PoolDispatcher extends Agent {
 
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const legacy = handler as LegacyHandler;
+    // Anything undici would refuse goes to undici as it is, for its own InvalidArgumentError.
+    if (typeof options !== 'object' || options === null || typeof handler !== 'object' || handler === null) return super.dispatch(options, handler);
     if (typeof legacy.onConnect !== 'function' || typeof legacy.onError !== 'function') return super.dispatch(options, handler);
     const key = this.#key(options.origin);
-    if (key === undefined) return super.dispatch(options, handler);
+    if (key === undefined || this.destroyed || this.closed) return super.dispatch(options, handler);
     return super.dispatch(options, new WaitingRequest(legacy, key, this.#waits, (options as { signal?: AbortSignal }).signal) as never);
+  }
+
+  /** undici's destroy(), which fails every request; then every connect stops waiting for a slot. */
+  override destroy(...args: unknown[]): never {
+    const result = (super.destroy as (...rest: unknown[]) => unknown).apply(this, args);
+    const error = args.find((arg) => arg instanceof Error);
+    this.#waits.abortAll(error ?? new errors.ClientDestroyedError());
+    return result as never;
   }
 
   #key(origin: string | URL | undefined): string | undefined {
@@ -314,8 +423,9 @@ class WaitingRequest {
     this.handler.onResponseStarted?.();
   }
 
-  onHeaders(...args: unknown[]): boolean {
-    return this.handler.onHeaders?.(...args) ?? true;
+  onHeaders(statusCode: number, rawHeaders: unknown, ...rest: unknown[]): boolean {
+    if (statusCode >= 200) this.waits.hinted(this.key, keepAliveHint(rawHeaders));
+    return this.handler.onHeaders?.(statusCode, rawHeaders, ...rest) ?? true;
   }
 
   onData(chunk: Buffer): boolean {
@@ -337,15 +447,18 @@ class WaitingRequest {
 
 /**
  * undici destroys a connection it has had no request for with an
- * informational 'socket idle timeout' error, and all of an origin's when it
- * closes that origin's pool (gracefully, after the last response, or not).
- * A connection that is between requests then, or never carried one, is put
- * back in the pool (the wrapper is then destroyed, which
- * leaves the socket alone). Any other is closed: it may be mid-exchange.
- * Either way `released` hears that the handle is free again.
+ * informational 'socket idle timeout' error, one whose next request is for
+ * another TLS server name with 'servername changed', and all of an origin's
+ * when it closes that origin's pool (gracefully, after the last response, or
+ * not). A connection that is between requests then, or never carried one, is
+ * put back in the pool (the wrapper is then destroyed, which leaves the
+ * socket alone), unless `isKept` says its keep-alive time is over. Any other
+ * is closed: it may be mid-exchange. Either way `released` hears that the
+ * handle is free again, and whether the socket went back to the pool.
  */
-function handOffWhenIdle(conn: PooledConn, client: Client, released: () => void): void {
+function handOffWhenIdle(conn: PooledConn, client: Client, isKept: () => boolean, released: (isPut: boolean) => void): void {
   let isUsed = false;
+  let isPut = false;
   const write = conn.write;
   conn.write = function (this: PooledConn, ...args: Parameters<PooledConn['write']>) {
     isUsed = true;
@@ -354,10 +467,13 @@ function handOffWhenIdle(conn: PooledConn, client: Client, released: () => void)
   } as PooledConn['write'];
   const destroy = conn.destroy;
   conn.destroy = function (this: PooledConn, error?: Error) {
-    if (this.isOut && (!isUsed || isIdleTimeout(error) || isClosedBetweenRequests(error, client))) this.put();
+    if (this.isOut && (!isUsed || ((isBetweenRequests(error) || isClosedBetweenRequests(error, client)) && isKept()))) {
+      this.put();
+      isPut = true;
+    }
     return destroy.call(this, error);
   };
-  conn.once('close', released);
+  conn.once('close', () => released(isPut));
 }
 
 /** undici closed the client (`ClientDestroyedError`) after its last response: the socket is between requests. */
@@ -367,12 +483,19 @@ function isClosedBetweenRequests(error: Error | undefined, client: Client): bool
   return running === 0 && pending === 0;
 }
 
-function isIdleTimeout(error: Error | undefined): boolean {
-  return error?.message === IDLE_TIMEOUT && (error as { code?: string }).code === 'UND_ERR_INFO';
+/** The `Keep-Alive: timeout=N` of a response's raw headers, in ms, as undici reads it (`parseKeepAliveTimeout`). */
+function keepAliveHint(rawHeaders: unknown): number | undefined {
+  if (!Array.isArray(rawHeaders)) return undefined;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as Buffer | string;
+    if (name.length !== 10 || String(name).toLowerCase() !== 'keep-alive') continue;
+    const match = /timeout=(\d+)/.exec(String(rawHeaders[i + 1]));
+    return match === null ? undefined : Number.parseInt(match[1]!, 10) * 1000;
+  }
+  return undefined;
 }
 
-function positive(name: string, value: number | undefined): number {
-  if (value === undefined) return Number.POSITIVE_INFINITY;
-  if (typeof value !== 'number' || !(value > 0)) throw new RangeError(`${name} must be a number > 0, received ${String(value)}`);
-  return value;
+/** undici let go of a connection that has no request: idle too long, or needed for another TLS server name. */
+function isBetweenRequests(error: Error | undefined): boolean {
+  return (error as { code?: string } | undefined)?.code === 'UND_ERR_INFO' && (error!.message === IDLE_TIMEOUT || error!.message === SERVERNAME_CHANGED);
 }

@@ -1,0 +1,64 @@
+/**
+ * A seeded random workload through createDispatcher(): requests (undici's
+ * request() and fetch()) to servers that answer at once, in chunks, late,
+ * never, or cut the response short, aborted at random moments (before they
+ * are sent, waiting for a slot, connecting, waiting for headers, mid-body),
+ * bodies destroyed or dumped, raw connections sharing the pool, and the
+ * dispatcher closed or destroyed mid-run in some seeds. See
+ * helpers/undici-workload-child.mjs for what one seed does and checks.
+ *
+ * Each seed runs in a child process (on dist/): its /proc/self/fd holds
+ * client sockets only (the servers are in helpers/undici-workload-server.mjs).
+ *
+ * Seeds: FUZZ_SEED (default 1) and the FUZZ_RUNS seeds from it (default 4
+ * with no FUZZ_SEED, 1 with one). Replay a failing seed with
+ *   FUZZ_SEED=<seed> npm test -- __tests__/undici-workload.test.ts
+ * or, without jest, `node __tests__/helpers/undici-workload-child.mjs <seed>`
+ * (STOCK=1 sends the same requests through undici's own Agent).
+ */
+import { runScript } from './helpers/child.js';
+
+interface WorkloadOutcome {
+  seed: number;
+  failures: string[];
+  summary: Record<string, unknown>;
+}
+
+const DEFAULT_RUNS = 4;
+
+function integerFromEnv(name: string): number | undefined {
+  const text = process.env[name];
+  if (text === undefined || text === '') return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new Error(`${name} must be an integer, received ${JSON.stringify(text)}`);
+  return value;
+}
+
+const firstSeed = integerFromEnv('FUZZ_SEED');
+const runs = integerFromEnv('FUZZ_RUNS') ?? (firstSeed === undefined ? DEFAULT_RUNS : 1);
+if (runs < 1) throw new Error(`FUZZ_RUNS must be at least 1, received ${runs}`);
+const seeds = Array.from({ length: runs }, (_, i) => (firstSeed ?? 1) + i);
+
+test.each(seeds)(
+  'S1 SPEC(createDispatcher): seeded random-abort workload %i: every request settles with an outcome its fate allows, no body crosses requests, never more than max sockets, no slot or waiter left at quiescence',
+  async (seed) => {
+    const replay = `replay with FUZZ_SEED=${seed} npm test -- __tests__/undici-workload.test.ts`;
+    let outcome: WorkloadOutcome;
+    try {
+      outcome = await runScript<WorkloadOutcome>('undici-workload-child.mjs', [String(seed)]);
+    } catch (error) {
+      const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+      throw new Error(
+        `undici workload seed ${seed} crashed (${replay}): ${(error as Error).message}\n` +
+          `stdout: ${stdout?.slice(-2_000) ?? ''}\nstderr: ${stderr?.slice(-4_000) ?? ''}`,
+      );
+    }
+    if (outcome.failures.length > 0) {
+      throw new Error(
+        `undici workload seed ${seed} failed (${replay}):\n- ${outcome.failures.join('\n- ')}\n` +
+          `summary: ${JSON.stringify(outcome.summary)}`,
+      );
+    }
+  },
+  90_000,
+);
