@@ -15,6 +15,7 @@
 //   `stalled.internal:PORT`                          accepts, never answers
 //   `NAME.internal:443`                              a TLS echo server
 //   `NAME.internal:PORT` (any other port)            a TCP echo server
+//   `host: 'NAME.internal', port: PORT`               the same, in connect options
 // TLS servers' certificates chain to `ca.pem`, and `data.bin` exists: both in
 // the blocks' working directory. A block that cannot run at all says so with
 // a comment in it, `// readme-check: skip (why)`; it is listed, never run.
@@ -36,11 +37,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({ options: { keep: { type: 'boolean', default: false }, readme: { type: 'string', default: join(root, 'README.md') } } });
 const readmeName = basename(args.readme);
 
-const KNOWN_FAILING = {
-  '### `http.Agent`: `connpool/http`': '`readFileSync` and `axios` are used without being imported',
-  '### undici and `fetch`: `connpool/undici`':
-    "Node's global fetch() takes undici-types 6's Dispatcher, createDispatcher() returns undici 7's (TS2322)",
-};
+const KNOWN_FAILING = {};
 
 /** The ts/js blocks of the README, with the heading above each and the README line of its first code line. */
 function blocksOf(markdown) {
@@ -67,10 +64,13 @@ function blocksOf(markdown) {
 function localize(code, ports) {
   return code
     .replace(/\b(https?):\/\/[a-z0-9-]+\.internal(?::\d+)?/g, (_, scheme) => `${scheme}://127.0.0.1:${ports[scheme]}`)
-    .replace(/\b([a-z0-9-]+)\.internal:(\d+)/g, (_, name, port) => {
-      const kind = name === 'stalled' ? 'stalled' : port === '443' ? 'tlsEcho' : 'echo';
-      return `127.0.0.1:${ports[kind]}`;
-    });
+    .replace(/\b([a-z0-9-]+)\.internal:(\d+)/g, (_, name, port) => `127.0.0.1:${ports[serverFor(name, port)]}`)
+    .replace(/host: '([a-z0-9-]+)\.internal', port: (\d+)/g, (_, name, port) => `host: '127.0.0.1', port: ${ports[serverFor(name, port)]}`);
+}
+
+/** Which local server a made-up `NAME.internal:PORT` stands for. */
+function serverFor(name, port) {
+  return name === 'stalled' ? 'stalled' : port === '443' ? 'tlsEcho' : 'echo';
 }
 
 async function startServers(credentials) {

@@ -102,8 +102,8 @@ export class HttpAgent extends http.Agent {
   }
 
   /** @internal Node's client calls it for each request: Node's own, plus `acquireTimeout` for a request `maxSockets` queues. */
-  addRequest(req: ClientRequest, options: object): void {
-    nodeAddRequest.call(this, req, options);
+  addRequest(req: ClientRequest, ...options: unknown[]): void {
+    nodeAddRequest.call(this, req, ...options);
     giveUpAfter(this, req, this.#budget.acquireTimeout);
   }
 }
@@ -163,14 +163,18 @@ export class HttpsAgent extends https.Agent {
   }
 
   /** @internal Node's client calls it for each request: Node's own, plus `acquireTimeout` for a request `maxSockets` queues. */
-  addRequest(req: ClientRequest, options: object): void {
-    nodeAddRequest.call(this, req, options);
+  addRequest(req: ClientRequest, ...options: unknown[]): void {
+    nodeAddRequest.call(this, req, ...options);
     giveUpAfter(this, req, this.#budget.acquireTimeout);
   }
 }
 
-/** Node's `Agent#addRequest` (untyped): it hands the request a free socket, a new one, or queues it under `maxSockets`. */
-const nodeAddRequest = (http.Agent.prototype as unknown as { addRequest(req: ClientRequest, options: object): void }).addRequest;
+/**
+ * Node's `Agent#addRequest` (untyped): it hands the request a free socket, a
+ * new one, or queues it under `maxSockets`. It takes `(req, options)`, or the
+ * legacy `(req, host, port, localAddress)`.
+ */
+const nodeAddRequest = (http.Agent.prototype as unknown as { addRequest(req: ClientRequest, ...options: unknown[]): void }).addRequest;
 
 /**
  * `acquireTimeout` also bounds a request's wait in the agent's own queue

@@ -49,6 +49,13 @@ const SERVERNAME_CHANGED = 'servername changed';
 let dispatchers = 0;
 
 /**
+ * An undici `Dispatcher` that Node's global `fetch()` also takes as its
+ * `dispatcher` (whose type comes from the undici-types bundled with
+ * `@types/node`, not from the installed undici).
+ */
+export type FetchDispatcher = Dispatcher & (RequestInit extends { dispatcher?: infer D } ? NonNullable<D> : unknown);
+
+/**
  * An undici `Dispatcher` whose sockets come from connpool, for
  * `fetch(url, { dispatcher })` (Node's own `fetch` included),
  * `undici.request()` and `setGlobalDispatcher()`.
@@ -81,7 +88,7 @@ let dispatchers = 0;
  * const res = await fetch('http://example.com/', { dispatcher });
  * ```
  */
-export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
+export function createDispatcher(options: DispatcherOptions = {}): FetchDispatcher {
   const { pool: poolOption, acquireTimeout, idleHandoff, keepAliveTimeout, keepAliveMaxTimeout, keepAliveTimeoutThreshold, agent, isRouted } =
     splitOptions(options);
   const pool = poolOption ?? getResourcePool();
@@ -163,10 +170,12 @@ export function createDispatcher(options: DispatcherOptions = {}): Dispatcher {
     });
     return client;
   };
-  return new PoolDispatcher(waits, {
+  const dispatcher = new PoolDispatcher(waits, {
     ...agent,
     factory: (origin, poolOptions) => new Pool(origin, { ...poolOptions, factory: clientFactory }),
   });
+  // undici 7's Dispatcher and the undici-types one Node's fetch() is typed with differ only in typings.
+  return dispatcher as unknown as FetchDispatcher;
 }
 
 /** A handle whose connection went back to the pool, and the timer that closes it there after its keep-alive time. */
