@@ -8,11 +8,13 @@ import {
   ConnReleasedError,
   ConnResource,
   connectionLimit,
+  createConnection,
   getResourcePool,
   InvalidAddressError,
   isTimeout,
   netDialer,
   New,
+  park,
   PoolClosedError,
   PooledConn,
   QueueFullError,
@@ -21,8 +23,12 @@ import {
   ResourcePool,
   tlsDialer,
   UnknownNetworkError,
+  unpark,
   type AllocateReleaser,
   type ConnResourceOptions,
+  type CreateConnectionOptions,
+  type CreateTlsConnectionOptions,
+  type SocketPoolOptions,
   type Dialer,
   type NetDialerOptions,
   type Network,
@@ -31,7 +37,7 @@ import {
   type TlsDialerOptions,
 } from 'connpool';
 import { HttpAgent, HttpsAgent, type HttpAgentOptions, type HttpsAgentOptions, type PoolAgentOptions } from 'connpool/http';
-import { createDispatcher, type DispatcherOptions } from 'connpool/undici';
+import { createDispatcher, type DispatcherOptions, type FetchDispatcher } from 'connpool/undici';
 import { fetch as undiciFetch, request, setGlobalDispatcher, type Dispatcher } from 'undici';
 
 export async function core(): Promise<string> {
@@ -59,6 +65,17 @@ export async function core(): Promise<string> {
   return `${reply} ${stats.inUse}/${stats.max} of ${connectionLimit()}`;
 }
 
+export function sockets(pool: ResourcePool): boolean {
+  const budget: SocketPoolOptions = { pool, acquireTimeout: 1_000 };
+  const plain: CreateConnectionOptions = { ...budget, host: '127.0.0.1', port: 7, connectTimeout: 500 };
+  const secure: CreateTlsConnectionOptions = { ...budget, host: '127.0.0.1', port: 443, tls: { rejectUnauthorized: true } };
+  const socket = createConnection(plain, () => socket.write('PING\n'));
+  const tlsSocket = createConnection(secure);
+  const isParked: boolean = park(socket, () => socket.removeAllListeners('data'));
+  tlsSocket.destroy();
+  return isParked && unpark(socket);
+}
+
 export function errors(error: unknown): string {
   if (isTimeout(error)) return 'timeout';
   if (error instanceof ResourceLimitExceededError) return error.code;
@@ -84,8 +101,9 @@ export async function adapters(): Promise<void> {
   await request('http://127.0.0.1:9/', { dispatcher: asUndici });
   await undiciFetch('http://127.0.0.1:9/', { dispatcher });
   setGlobalDispatcher(dispatcher);
-  // Node's global fetch is typed by @types/node's undici-types, not undici 7: the README's cast.
-  await fetch('http://127.0.0.1:9/', { dispatcher: dispatcher as unknown as NonNullable<RequestInit['dispatcher']> });
+  // Node's global fetch is typed by @types/node's undici-types, not undici 7: a FetchDispatcher is both.
+  const forFetch: FetchDispatcher = dispatcher;
+  await fetch('http://127.0.0.1:9/', { dispatcher: forFetch });
   await dispatcher.close();
 }
 
