@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runScript } from './helpers/child.js';
+import { fuzzSeeds } from './helpers/fuzz-options.js';
 import { startHttpServers, type HttpServers } from './helpers/http-servers.js';
 import { makeCerts } from './helpers/servers.js';
 
@@ -24,19 +25,7 @@ interface WorkloadOutcome {
   summary: Record<string, unknown>;
 }
 
-const DEFAULT_RUNS = 4;
-
-function integerFromEnv(name: string): number | undefined {
-  const text = process.env[name];
-  if (text === undefined || text === '') return undefined;
-  const value = Number(text);
-  if (!Number.isSafeInteger(value)) throw new Error(`${name} must be an integer, received ${JSON.stringify(text)}`);
-  return value;
-}
-
-const firstSeed = integerFromEnv('FUZZ_SEED');
-const runs = integerFromEnv('FUZZ_RUNS') ?? (firstSeed === undefined ? DEFAULT_RUNS : 1);
-const seeds = Array.from({ length: runs }, (_, i) => (firstSeed ?? 1) + i);
+const seeds = fuzzSeeds();
 
 let servers: HttpServers;
 let dir: string;

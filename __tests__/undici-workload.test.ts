@@ -17,6 +17,7 @@
  * (STOCK=1 sends the same requests through undici's own Agent).
  */
 import { runScript } from './helpers/child.js';
+import { fuzzSeeds } from './helpers/fuzz-options.js';
 
 interface WorkloadOutcome {
   seed: number;
@@ -24,20 +25,7 @@ interface WorkloadOutcome {
   summary: Record<string, unknown>;
 }
 
-const DEFAULT_RUNS = 4;
-
-function integerFromEnv(name: string): number | undefined {
-  const text = process.env[name];
-  if (text === undefined || text === '') return undefined;
-  const value = Number(text);
-  if (!Number.isSafeInteger(value)) throw new Error(`${name} must be an integer, received ${JSON.stringify(text)}`);
-  return value;
-}
-
-const firstSeed = integerFromEnv('FUZZ_SEED');
-const runs = integerFromEnv('FUZZ_RUNS') ?? (firstSeed === undefined ? DEFAULT_RUNS : 1);
-if (runs < 1) throw new Error(`FUZZ_RUNS must be at least 1, received ${runs}`);
-const seeds = Array.from({ length: runs }, (_, i) => (firstSeed ?? 1) + i);
+const seeds = fuzzSeeds();
 
 test.each(seeds)(
   'S1 SPEC(createDispatcher): seeded random-abort workload %i: every request settles with an outcome its fate allows, no body crosses requests, never more than max sockets, no slot or waiter left at quiescence',

@@ -16,6 +16,7 @@
  * or, without jest, `node --expose-gc __tests__/helpers/workload-child.mjs <seed>`.
  */
 import { runScript } from './helpers/child.js';
+import { fuzzSeeds } from './helpers/fuzz-options.js';
 
 interface WorkloadOutcome {
   seed: number;
@@ -23,20 +24,7 @@ interface WorkloadOutcome {
   summary: Record<string, unknown>;
 }
 
-const DEFAULT_RUNS = 4;
-
-function integerFromEnv(name: string): number | undefined {
-  const text = process.env[name];
-  if (text === undefined || text === '') return undefined;
-  const value = Number(text);
-  if (!Number.isSafeInteger(value)) throw new Error(`${name} must be an integer, received ${JSON.stringify(text)}`);
-  return value;
-}
-
-const firstSeed = integerFromEnv('FUZZ_SEED');
-const runs = integerFromEnv('FUZZ_RUNS') ?? (firstSeed === undefined ? DEFAULT_RUNS : 1);
-if (runs < 1) throw new Error(`FUZZ_RUNS must be at least 1, received ${runs}`);
-const seeds = Array.from({ length: runs }, (_, i) => (firstSeed ?? 1) + i);
+const seeds = fuzzSeeds();
 
 test.each(seeds)(
   'S1 S2 S5 S7 S9 E1 E2 E3 E7 E9 E10 E11 E12: seeded workload %i: no byte crosses users or goes missing, never more than max sockets, every slot comes back',

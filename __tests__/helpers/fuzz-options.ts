@@ -15,3 +15,22 @@ export function fuzzOptions<T>(ciRuns: number): Parameters<T> {
 
 /** Jest's timeout for a property test: 30 s in CI, no practical limit while fuzzing. */
 export const fuzzTimeout = process.env.FUZZ_RUNS === undefined ? 30_000 : 2 ** 31 - 1;
+
+function integerFromEnv(name: string): number | undefined {
+  const text = process.env[name];
+  if (text === undefined || text === '') return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new Error(`${name} must be an integer, received ${JSON.stringify(text)}`);
+  return value;
+}
+
+/**
+ * The seeds of a seeded workload: FUZZ_SEED (default 1) and the FUZZ_RUNS
+ * seeds from it (default `ciRuns` with no FUZZ_SEED, 1 with one).
+ */
+export function fuzzSeeds(ciRuns = 4): number[] {
+  const firstSeed = integerFromEnv('FUZZ_SEED');
+  const runs = integerFromEnv('FUZZ_RUNS') ?? (firstSeed === undefined ? ciRuns : 1);
+  if (runs < 1) throw new Error(`FUZZ_RUNS must be at least 1, received ${runs}`);
+  return Array.from({ length: runs }, (_, i) => (firstSeed ?? 1) + i);
+}
