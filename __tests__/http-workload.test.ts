@@ -14,16 +14,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runScript } from './helpers/child.js';
+import { runWorkloadSeed } from './helpers/child.js';
 import { fuzzSeeds } from './helpers/fuzz-options.js';
 import { startHttpServers, type HttpServers } from './helpers/http-servers.js';
 import { makeCerts } from './helpers/servers.js';
-
-interface WorkloadOutcome {
-  seed: number;
-  failures: string[];
-  summary: Record<string, unknown>;
-}
 
 const seeds = fuzzSeeds();
 
@@ -46,22 +40,6 @@ afterAll(async () => {
 
 test.each(seeds)(
   'HTTP adapters, seeded workload %i: requests destroyed at random moments each close once, nothing escapes, never more than max, nothing left',
-  async (seed) => {
-    const replay = `replay with FUZZ_SEED=${seed} npm test -- __tests__/http-workload.test.ts`;
-    const { http, https } = servers.ports;
-    let outcome: WorkloadOutcome;
-    try {
-      outcome = await runScript<WorkloadOutcome>('http-workload-child.mjs', [String(seed), String(http), String(https), caPath]);
-    } catch (error) {
-      const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-      throw new Error(
-        `HTTP workload seed ${seed} crashed (${replay}): ${(error as Error).message}\n` +
-          `stdout: ${stdout?.slice(-2_000) ?? ''}\nstderr: ${stderr?.slice(-4_000) ?? ''}`,
-      );
-    }
-    if (outcome.failures.length > 0) {
-      throw new Error(`HTTP workload seed ${seed} failed (${replay}):\n- ${outcome.failures.join('\n- ')}\nsummary: ${JSON.stringify(outcome.summary)}`);
-    }
-  },
+  (seed) => runWorkloadSeed('http-workload-child.mjs', seed, '__tests__/http-workload.test.ts', [String(servers.ports.http), String(servers.ports.https), caPath]),
   120_000,
 );

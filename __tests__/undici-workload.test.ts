@@ -16,37 +16,13 @@
  * or, without jest, `node __tests__/helpers/undici-workload-child.mjs <seed>`
  * (STOCK=1 sends the same requests through undici's own Agent).
  */
-import { runScript } from './helpers/child.js';
+import { runWorkloadSeed } from './helpers/child.js';
 import { fuzzSeeds } from './helpers/fuzz-options.js';
-
-interface WorkloadOutcome {
-  seed: number;
-  failures: string[];
-  summary: Record<string, unknown>;
-}
 
 const seeds = fuzzSeeds();
 
 test.each(seeds)(
   'S1 SPEC(createDispatcher): seeded random-abort workload %i: every request settles with an outcome its fate allows, no body crosses requests, never more than max sockets, no slot or waiter left at quiescence',
-  async (seed) => {
-    const replay = `replay with FUZZ_SEED=${seed} npm test -- __tests__/undici-workload.test.ts`;
-    let outcome: WorkloadOutcome;
-    try {
-      outcome = await runScript<WorkloadOutcome>('undici-workload-child.mjs', [String(seed)]);
-    } catch (error) {
-      const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-      throw new Error(
-        `undici workload seed ${seed} crashed (${replay}): ${(error as Error).message}\n` +
-          `stdout: ${stdout?.slice(-2_000) ?? ''}\nstderr: ${stderr?.slice(-4_000) ?? ''}`,
-      );
-    }
-    if (outcome.failures.length > 0) {
-      throw new Error(
-        `undici workload seed ${seed} failed (${replay}):\n- ${outcome.failures.join('\n- ')}\n` +
-          `summary: ${JSON.stringify(outcome.summary)}`,
-      );
-    }
-  },
+  (seed) => runWorkloadSeed('undici-workload-child.mjs', seed, '__tests__/undici-workload.test.ts'),
   90_000,
 );

@@ -15,37 +15,13 @@
  *   FUZZ_SEED=<seed> npm test -- __tests__/workload.test.ts
  * or, without jest, `node --expose-gc __tests__/helpers/workload-child.mjs <seed>`.
  */
-import { runScript } from './helpers/child.js';
+import { runWorkloadSeed } from './helpers/child.js';
 import { fuzzSeeds } from './helpers/fuzz-options.js';
-
-interface WorkloadOutcome {
-  seed: number;
-  failures: string[];
-  summary: Record<string, unknown>;
-}
 
 const seeds = fuzzSeeds();
 
 test.each(seeds)(
   'S1 S2 S5 S7 S9 E1 E2 E3 E7 E9 E10 E11 E12: seeded workload %i: no byte crosses users or goes missing, never more than max sockets, every slot comes back',
-  async (seed) => {
-    const replay = `replay with FUZZ_SEED=${seed} npm test -- __tests__/workload.test.ts`;
-    let outcome: WorkloadOutcome;
-    try {
-      outcome = await runScript<WorkloadOutcome>('workload-child.mjs', [String(seed)], { nodeFlags: ['--expose-gc'] });
-    } catch (error) {
-      const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-      throw new Error(
-        `workload seed ${seed} crashed (${replay}): ${(error as Error).message}\n` +
-          `stdout: ${stdout?.slice(-2_000) ?? ''}\nstderr: ${stderr?.slice(-4_000) ?? ''}`,
-      );
-    }
-    if (outcome.failures.length > 0) {
-      throw new Error(
-        `workload seed ${seed} failed (${replay}):\n- ${outcome.failures.join('\n- ')}\n` +
-          `summary: ${JSON.stringify(outcome.summary)}`,
-      );
-    }
-  },
+  (seed) => runWorkloadSeed('workload-child.mjs', seed, '__tests__/workload.test.ts', [], { nodeFlags: ['--expose-gc'] }),
   90_000,
 );

@@ -47,3 +47,32 @@ function run<T>(node: string[], options: ChildOptions): Promise<T> {
     });
   });
 }
+
+/** What a seeded workload's child script prints: its seed, what broke, and figures to show if anything did. */
+export interface WorkloadOutcome {
+  seed: number;
+  failures: string[];
+  summary: Record<string, unknown>;
+}
+
+/**
+ * Runs one seed of a workload child script (`<script> <seed> ...args`) and
+ * throws, with how to replay it from `testFile`, if it crashed or reported failures.
+ */
+export async function runWorkloadSeed(script: string, seed: number, testFile: string, args: string[] = [], options: ChildOptions = {}): Promise<void> {
+  const what = `${script.replace(/-child\.mjs$/, '')} seed ${seed}`;
+  const replay = `replay with FUZZ_SEED=${seed} npm test -- ${testFile}`;
+  let outcome: WorkloadOutcome;
+  try {
+    outcome = await runScript<WorkloadOutcome>(script, [String(seed), ...args], options);
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+    throw new Error(
+      `${what} crashed (${replay}): ${(error as Error).message}\n` +
+        `stdout: ${stdout?.slice(-2_000) ?? ''}\nstderr: ${stderr?.slice(-4_000) ?? ''}`,
+    );
+  }
+  if (outcome.failures.length > 0) {
+    throw new Error(`${what} failed (${replay}):\n- ${outcome.failures.join('\n- ')}\nsummary: ${JSON.stringify(outcome.summary)}`);
+  }
+}
